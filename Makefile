@@ -1,0 +1,57 @@
+# wp-k8s-service worker: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(VENV_PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the locked dependencies
+
+.PHONY: services
+services: ## Install the services tests start themselves (redis-server from Debian)
+	ci/services.sh
+
+.PHONY: tools
+tools: ## Build the pinned Go tools into bin/ (cached by version outside the checkout)
+	ci/tools.sh
+
+.PHONY: lint
+lint: venv ## ruff, mypy, shellcheck
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	shellcheck ci/*.sh .ci/run
+
+.PHONY: test
+test: venv services ## Run every test that can run on this machine
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-worker
+test-worker: venv services ## Worker unit and integration tests only
+	$(VENV)/bin/pytest tests/worker $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: venv services ## Run the local end-to-end stack and show what happened
+	$(VENV_PY) ci/demo.py
+
+.PHONY: lock
+lock: venv ## Re-resolve requirements/*.txt (with hashes) from pyproject.toml and requirements/dev.in
+	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements/runtime.txt -q
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/dev.in --extra grpc --generate-hashes --universal --python-version 3.11 -o requirements/dev.txt -q

@@ -1,0 +1,132 @@
+"""The worker container's one HTTP endpoint: `/metrics` (all processes aggregated) and `/healthz`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from .health import alive_worker_pids
+from .queue_depth import QueueDepthCollector
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    healthy: bool
+    worker_processes: int
+    expected_processes: int
+    supervisor_child_running: bool
+
+    def as_json(self) -> bytes:
+        return json.dumps(
+            {
+                "status": "ok" if self.healthy else "unavailable",
+                "worker_processes": self.worker_processes,
+                "expected_processes": self.expected_processes,
+                "dramatiq_running": self.supervisor_child_running,
+            }
+        ).encode()
+
+
+class WorkerHealth:
+    """Healthy when the Dramatiq process runs and all of its worker processes are up."""
+
+    def __init__(self, metrics_dir: str, expected_processes: int, child_running: Callable[[], bool]) -> None:
+        self._metrics_dir = metrics_dir
+        self._expected = expected_processes
+        self._child_running = child_running
+
+    def report(self) -> HealthReport:
+        running = self._child_running()
+        alive = len(alive_worker_pids(self._metrics_dir)) if running else 0
+        return HealthReport(
+            healthy=running and alive >= self._expected,
+            worker_processes=alive,
+            expected_processes=self._expected,
+            supervisor_child_running=running,
+        )
+
+
+class _WorkerProcessesCollector(Collector):
+    def __init__(self, health: WorkerHealth) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._health.report()
+        gauge = GaugeMetricFamily("dramatiq_worker_processes", "Worker processes up in this container.")
+        gauge.add_metric([], report.worker_processes)
+        yield gauge
+
+
+def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerHealth) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    MultiProcessCollector(registry, path=metrics_dir)
+    registry.register(depth)
+    registry.register(_WorkerProcessesCollector(health))
+    return registry
+
+
+class MetricsServer:
+    """A small threaded HTTP server; scrapes never wait for one another."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: WorkerHealth) -> None:
+        handler = _make_handler(registry, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _make_handler(registry: CollectorRegistry, health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "wp-worker-metrics"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                try:
+                    body = encoder(registry)
+                except Exception:
+                    logger.exception("Collecting metrics failed")
+                    self._reply(500, b"collecting metrics failed\n", "text/plain; charset=utf-8")
+                    return
+                self._reply(200, body, content_type)
+            elif path == "/healthz":
+                report = health.report()
+                self._reply(200 if report.healthy else 503, report.as_json(), "application/json")
+            else:
+                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            logger.debug("metrics server: " + format, *args)
+
+    return Handler

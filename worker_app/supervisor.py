@@ -1,0 +1,138 @@
+"""`python -m worker_app`: serve metrics and health, run Dramatiq, and stop it gracefully.
+
+The supervisor is PID 1 in the container. It runs the Dramatiq CLI as a child in its own process
+group (so a terminal's Ctrl-C reaches Dramatiq once, through us, rather than twice: a second signal
+makes Dramatiq kill running jobs), forwards SIGTERM/SIGINT as one SIGTERM, and exits with the
+child's status. The HTTP server lives here, outside the worker processes, so a scrape never
+competes with jobs for a worker's GIL and keeps answering while workers restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import types
+
+import redis
+
+from .health import reset_directory
+from .metrics_server import MetricsServer, WorkerHealth, build_registry
+from .queue_depth import QueueDepthCollector
+from .queues import ALL_QUEUES
+from .settings import Settings
+
+logger = logging.getLogger("worker_app.supervisor")
+
+EXIT_CONFIG = 2
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._metrics_dir = settings.metrics_dir()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    def run(self) -> int:
+        settings = self._settings
+        reset_directory(self._metrics_dir)
+        health = WorkerHealth(self._metrics_dir, settings.processes, self._child_running)
+        # Every known queue, consumed here or not: any pod can show the whole backlog.
+        depth = QueueDepthCollector(self._depth_client, ALL_QUEUES)
+        try:
+            server = MetricsServer(
+                settings.metrics_host,
+                settings.metrics_port,
+                build_registry(self._metrics_dir, depth, health),
+                health,
+            )
+        except OSError as error:
+            logger.error(
+                "METRICS_PORT: cannot listen on %s:%d (%s)",
+                settings.metrics_host,
+                settings.metrics_port,
+                error.strerror or error,
+            )
+            return EXIT_CONFIG
+        server.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # Dramatiq's reload-on-HUP cannot re-exec us
+        logger.info(
+            "Starting worker",
+            extra={
+                "queues": list(settings.queues),
+                "processes": settings.processes,
+                "threads": settings.threads,
+                "redis": settings.redis.describe(),
+                "metrics_port": server.port,
+            },
+        )
+        try:
+            if self._stopping:
+                return 0
+            self._child = subprocess.Popen(
+                self._dramatiq_command(),
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir},
+                process_group=0,
+            )
+            self._forward_pending_stop()
+            returncode = self._child.wait()
+        finally:
+            server.stop()
+        return self._exit_status(returncode)
+
+    def _dramatiq_command(self) -> list[str]:
+        settings = self._settings
+        return [
+            sys.executable,
+            "-m",
+            "worker_app._dramatiq_main",
+            "worker_app.worker",
+            "--processes",
+            str(settings.processes),
+            "--threads",
+            str(settings.threads),
+            "--worker-shutdown-timeout",
+            str(int(settings.shutdown_timeout * 1000)),
+            "--skip-logging",
+            "--queues",
+            *settings.queues,
+        ]
+
+    def _depth_client(self) -> redis.Redis:
+        from .broker import redis_client  # noqa: PLC0415 - keeps the middleware stack out of the supervisor
+
+        # A short timeout: a scrape must answer even when Redis does not.
+        return redis_client(self._settings, socket_timeout=2.0)
+
+    def _forward_pending_stop(self) -> None:
+        """A stop signal that arrived while the child was being started is delivered now."""
+        if self._stopping and self._child is not None and self._child.poll() is None:
+            self._child.send_signal(signal.SIGTERM)
+
+    def _child_running(self) -> bool:
+        return self._child is not None and self._child.poll() is None
+
+    def _on_stop_signal(self, signum: int, _frame: types.FrameType | None) -> None:
+        if self._stopping:
+            logger.info("Already stopping; waiting for running jobs (up to %.0fs)", self._settings.shutdown_timeout)
+            return
+        self._stopping = True
+        logger.info("Received %s; stopping gracefully", signal.Signals(signum).name)
+        if self._child is not None and self._child.poll() is None:
+            self._child.send_signal(signal.SIGTERM)
+
+    def _exit_status(self, returncode: int) -> int:
+        if returncode < 0:
+            # Killed by a signal: report it the way a shell would.
+            logger.error("Dramatiq was killed by %s", signal.Signals(-returncode).name)
+            return 128 - returncode
+        if returncode != 0 or not self._stopping:
+            logger.error("Dramatiq exited unexpectedly with status %d", returncode)
+            return returncode or 1
+        logger.info("Worker stopped")
+        return 0

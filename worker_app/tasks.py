@@ -1,0 +1,93 @@
+"""The actors. The API imports this module to enqueue (`clone_wordpress.send(...)`); so does the worker.
+
+Importing it builds the broker from the environment (see `worker_app.settings`), so configure the
+environment before the first import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+
+import dramatiq
+
+from .broker import get_broker
+from .clone_args import parse_clone_options, validate_site_url
+from .errors import InvalidJobArguments
+from .queues import CLONE_QUEUE, PING_QUEUE
+
+logger = logging.getLogger(__name__)
+
+broker = get_broker()
+
+#: Where `ping` records the nonces it saw, for `python -m worker_app.probe` to find.
+PROBE_KEY_PREFIX = "wp-k8s-service:probe:"
+PROBE_KEY_TTL_SECONDS = 300
+MAX_HOLD_SECONDS = 300
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dramatiq.actor(
+    broker=broker,
+    queue_name=CLONE_QUEUE,
+    max_retries=8,
+    min_backoff=15_000,
+    max_backoff=900_000,
+    time_limit=2 * 3600 * 1000,
+    throws=(InvalidJobArguments, NotImplementedError),
+)
+def clone_wordpress(source_url: str, target_url: str, options: dict[str, Any] | None = None) -> None:
+    """Copy a WordPress site's content from `source_url` to `target_url`.
+
+    Arguments are validated first: a bad one is a permanent failure (dead-lettered, not retried)
+    with a message saying what is wrong. `options` is documented in `worker_app.clone_args`.
+    """
+    source = validate_site_url("source_url", source_url)
+    target = validate_site_url("target_url", target_url)
+    if source == target:
+        raise InvalidJobArguments("target_url: must differ from source_url")
+    parsed = parse_clone_options(options)
+    logger.info(
+        "clone requested",
+        extra={"source_url": source, "target_url": target, "dry_run": parsed.dry_run},
+    )
+    raise NotImplementedError("clone_wordpress: copying WordPress content is not implemented yet")
+
+
+@dramatiq.actor(
+    broker=broker,
+    queue_name=PING_QUEUE,
+    max_retries=3,
+    min_backoff=1_000,
+    max_backoff=10_000,
+    time_limit=(MAX_HOLD_SECONDS + 30) * 1000,
+    throws=(InvalidJobArguments,),
+)
+def ping(nonce: str | None = None, hold_seconds: float = 0) -> None:
+    """An end-to-end probe: records `nonce` in Redis so the sender can see a worker processed it.
+
+    `hold_seconds` keeps the worker busy first (at most 300), to exercise graceful shutdown and
+    queue-driven scaling with a job that is really running.
+    """
+    if nonce is not None and (not isinstance(nonce, str) or not _NONCE.match(nonce)):
+        raise InvalidJobArguments("nonce: expected 1 to 64 letters, digits, '-' or '_'")
+    if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, int | float):
+        raise InvalidJobArguments("hold_seconds: expected a number of seconds")
+    if not 0 <= hold_seconds <= MAX_HOLD_SECONDS:
+        raise InvalidJobArguments(f"hold_seconds: must be between 0 and {MAX_HOLD_SECONDS}")
+    if hold_seconds:
+        time.sleep(hold_seconds)
+    if nonce is None:
+        logger.info("pong")
+        return
+    client = getattr(broker, "client", None)
+    if client is None:  # the stub broker has no Redis to answer through
+        logger.info("pong", extra={"nonce": nonce})
+        return
+    answer = json.dumps({"pid": os.getpid(), "processed_at": time.time()})
+    client.set(f"{PROBE_KEY_PREFIX}{nonce}", answer, ex=PROBE_KEY_TTL_SECONDS)
+    logger.info("pong", extra={"nonce": nonce})
