@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from dramatiq import Middleware
 from prometheus_client import multiprocess
 
+from .exemplars import FILE_PREFIX as EXEMPLARS
+from .exemplars import forget_exemplars
+
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
 
@@ -46,6 +49,7 @@ def forget_process(directory: str, pid: int) -> None:
     """Drop a process's marker and its live gauge values (they would stick otherwise)."""
     marker_path(directory, pid).unlink(missing_ok=True)
     multiprocess.mark_process_dead(pid, directory)
+    forget_exemplars(directory, pid)
 
 
 def alive_worker_pids(directory: str) -> list[int]:
@@ -71,7 +75,8 @@ def reset_directory(directory: str) -> None:
     """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    for leftover in [*path.glob("*.db"), *path.glob(f"{_MARKER_PREFIX}*{_MARKER_SUFFIX}")]:
+    leftovers = [*path.glob("*.db"), *path.glob(f"{_MARKER_PREFIX}*{_MARKER_SUFFIX}"), *path.glob(f"{EXEMPLARS}*")]
+    for leftover in leftovers:
         leftover.unlink(missing_ok=True)
 
 

@@ -12,19 +12,22 @@ given here only matters in a single process (tests, or an API process that never
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dramatiq import Middleware
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .exemplars import ExemplarRecorder
 from .outcomes import OUTCOMES, SKIPPED, classify
 from .queues import canonical_queue
 
 if TYPE_CHECKING:
-    from dramatiq import Broker, Message
+    from dramatiq import Broker, Message, Worker
     from dramatiq.broker import MessageProxy
 
 #: Seconds. Jobs range from a ping (milliseconds) to a full site clone (many minutes).
@@ -62,8 +65,12 @@ class _Delivery:
 class PrometheusMetrics(Middleware):
     """Counts and times deliveries. Metric names are part of the dashboards' contract."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, exemplar_dir: str | None = None) -> None:
+        """`exemplar_dir`: where this process persists exemplars (default: `PROMETHEUS_MULTIPROC_DIR`
+        when set); without one, exemplars go on the in-process histogram itself."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        directory = exemplar_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self._exemplars = ExemplarRecorder(directory, PROCESSING_TIME_BUCKETS) if directory else None
         labels = ["queue", "actor"]
         self.processed = Counter(
             "dramatiq_messages_processed",
@@ -135,7 +142,7 @@ class PrometheusMetrics(Middleware):
             return
         metrics = delivery.metrics
         metrics.in_progress.dec()
-        metrics.processing_time.observe(time.perf_counter() - delivery.started)
+        self._observe(metrics, time.perf_counter() - delivery.started)
         outcome = classify(broker, message, exception, retried=delivery.retried)
         metrics.processed[outcome.outcome].inc()
         if outcome.error and exception is not None:
@@ -153,6 +160,25 @@ class PrometheusMetrics(Middleware):
         metrics.processed[SKIPPED].inc()
         if message.failed:
             metrics.dead_lettered.inc()
+
+    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        if self._exemplars is not None:
+            self._exemplars.flush()
+
+    def _observe(self, metrics: _ActorMetrics, seconds: float) -> None:
+        # The consumer span is still current: tracing's after-hook runs after this one.
+        span_context = trace.get_current_span().get_span_context()
+        if not (span_context.is_valid and span_context.trace_flags.sampled):
+            metrics.processing_time.observe(seconds)
+        elif self._exemplars is not None:
+            metrics.processing_time.observe(seconds)
+            self._exemplars.record(metrics.queue, metrics.actor, seconds, span_context.trace_id, span_context.span_id)
+        else:
+            exemplar = {
+                "trace_id": format(span_context.trace_id, "032x"),
+                "span_id": format(span_context.span_id, "016x"),
+            }
+            metrics.processing_time.observe(seconds, exemplar)
 
     def _take_delivery(self, message: MessageProxy) -> _Delivery | None:
         delivery: _Delivery | None = getattr(self._local, "delivery", None)

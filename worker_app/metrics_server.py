@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from .exemplars import ExemplarMultiProcessCollector
 from .health import alive_worker_pids
 from .queue_depth import QueueDepthCollector
 
@@ -71,7 +71,7 @@ class _WorkerProcessesCollector(Collector):
 
 def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerHealth) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    MultiProcessCollector(registry, path=metrics_dir)
+    registry.register(ExemplarMultiProcessCollector(metrics_dir, "dramatiq_message_processing_time"))
     registry.register(depth)
     registry.register(_WorkerProcessesCollector(health))
     return registry

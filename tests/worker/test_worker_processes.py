@@ -102,6 +102,21 @@ def test_every_message_is_processed_exactly_once_and_traced(redis_url, redis_ser
         assert consumer.trace_id == producer.trace_id
         assert consumer.parent_span_id == producer.span_id
 
+    # OpenMetrics scrapes carry exemplars: a processing-time bucket links to one of these traces.
+    traces = {span.trace_id for span in consumers.values()}
+
+    def exemplar_trace_ids() -> set[str]:
+        text = requests.get(
+            f"{worker.url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=10
+        ).text
+        return {
+            line.split('trace_id="')[1][:32]
+            for line in text.splitlines()
+            if line.startswith("dramatiq_message_processing_time_bucket") and 'trace_id="' in line
+        }
+
+    assert wait_until(exemplar_trace_ids, 15, message="exemplars on the histogram") <= traces
+
 
 def test_queue_depth_agrees_with_redis(redis_url, redis_server, workers, tmp_path):
     # Dead letters: invalid clone requests are refused for good.
