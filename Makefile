@@ -47,6 +47,14 @@ test: venv services ## Run every test that can run on this machine
 test-worker: venv services ## Worker unit and integration tests only
 	$(VENV)/bin/pytest tests/worker $(PYTEST_ARGS)
 
+.PHONY: image
+image: ## Build the worker image (starts dockerd if needed; makes a local base when none can be pulled)
+	ci/build-image.sh
+
+.PHONY: test-image
+test-image: venv services ## The worker image tests only (build, hardened run, stop)
+	$(VENV)/bin/pytest tests/image $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: venv services ## Run the local end-to-end stack and show what happened
 	$(VENV_PY) ci/demo.py
@@ -55,3 +63,4 @@ demo: venv services ## Run the local end-to-end stack and show what happened
 lock: venv ## Re-resolve requirements/*.txt (with hashes) from pyproject.toml and requirements/dev.in
 	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements/runtime.txt -q
 	$(VENV)/bin/uv pip compile pyproject.toml requirements/dev.in --extra grpc --generate-hashes --universal --python-version 3.11 -o requirements/dev.txt -q
+	$(VENV)/bin/uv pip compile requirements/build.in --generate-hashes --universal --python-version 3.11 -o requirements/build.txt -q

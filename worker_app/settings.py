@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -127,10 +126,6 @@ class Settings:
             service_name=_service_name(env),
             otel=_otel_settings(env),
         )
-
-    def metrics_dir(self) -> str:
-        """The multiprocess metrics directory, defaulting to a stable per-user temp path."""
-        return self.multiproc_dir or os.path.join(tempfile.gettempdir(), f"wp-worker-metrics-{os.getuid()}")
 
 
 @functools.cache

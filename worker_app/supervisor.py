@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import types
 
 import redis
@@ -32,7 +34,10 @@ EXIT_CONFIG = 2
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._metrics_dir = settings.metrics_dir()
+        # Without a configured directory, a private one: two local workers must not share (and wipe)
+        # each other's metric files.
+        self._owned_dir = None if settings.multiproc_dir else tempfile.mkdtemp(prefix="wp-worker-metrics-")
+        self._metrics_dir = settings.multiproc_dir or self._owned_dir or ""
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
@@ -83,6 +88,8 @@ class Supervisor:
             returncode = self._child.wait()
         finally:
             server.stop()
+            if self._owned_dir:
+                shutil.rmtree(self._owned_dir, ignore_errors=True)
         return self._exit_status(returncode)
 
     def _dramatiq_command(self) -> list[str]:
