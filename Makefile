@@ -25,22 +25,27 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with the locked dependencies
 
 .PHONY: services
-services: ## Install the services tests start themselves (redis-server from Debian)
+services: ## Install the services tests start themselves (Redis, Docker, WordPress, PHP, MariaDB from Debian)
 	ci/services.sh
+	ci/wordpress/install.sh
 
 .PHONY: tools
 tools: ## Build the pinned Go tools into bin/ (cached by version outside the checkout)
 	ci/tools.sh
+
+.PHONY: chart-deps
+chart-deps: tools ## Package ./chart into charts/ for the environment chart (root Chart.yaml)
+	bin/helm dependency build .
 
 .PHONY: lint
 lint: venv ## ruff, mypy, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	shellcheck ci/*.sh .ci/run
+	shellcheck ci/*.sh ci/wordpress/*.sh .ci/run
 
 .PHONY: test
-test: venv services ## Run every test that can run on this machine
+test: venv services tools ## Run every test that can run on this machine
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-worker
