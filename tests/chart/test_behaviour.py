@@ -729,7 +729,11 @@ def test_clone_settings_and_credentials_reach_the_worker() -> None:
     assert env["CLONE_CREDENTIALS_DIR"] == "/var/run/secrets/wp-k8s-service/wordpress"
     assert env["WORKER_RESULT_TTL"] == "3600"
     mount = next(m for m in worker["volumeMounts"] if m["name"] == "clone-credentials")
-    assert mount == {"name": "clone-credentials", "mountPath": "/var/run/secrets/wp-k8s-service/wordpress", "readOnly": True}
+    assert mount == {
+        "name": "clone-credentials",
+        "mountPath": "/var/run/secrets/wp-k8s-service/wordpress",
+        "readOnly": True,
+    }
     volume = next(v for v in spec["volumes"] if v["name"] == "clone-credentials")
     assert volume["secret"] == {"secretName": "wordpress-clone-credentials", "defaultMode": 0o440}
     assert "clone-credentials" not in [m["name"] for m in container(spec, "api").get("volumeMounts", [])]
