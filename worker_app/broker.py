@@ -14,6 +14,8 @@ from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, default_middleware
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend, StubBackend
 
 from .health import ProcessHeartbeat
 from .job_log import FailureLog
@@ -45,8 +47,13 @@ def build_broker(
         *(middleware_class() for middleware_class in default_middleware),
     ]
     if settings.broker == "stub":
+        if settings.result_ttl:
+            middleware.append(Results(backend=StubBackend(), result_ttl=int(settings.result_ttl * 1000)))
         return StubBroker(middleware=middleware)
-    return RedisBroker(client=redis_client(settings), middleware=middleware, namespace=REDIS_NAMESPACE)
+    client = redis_client(settings)
+    if settings.result_ttl:
+        middleware.append(Results(backend=RedisBackend(client=client), result_ttl=int(settings.result_ttl * 1000)))
+    return RedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)
 
 
 def redis_client(settings: Settings, *, socket_timeout: float | None = None) -> redis.Redis:

@@ -27,6 +27,7 @@ from .envparse import (
     env_str,
 )
 from .queues import ALL_QUEUES
+from .wordpress.settings import CloneSettings
 
 DEFAULT_SERVICE_NAME = "wp-k8s-service-worker"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -99,6 +100,7 @@ class Settings:
     shutdown_timeout: float
     telemetry_flush_timeout: float
     trace_arguments: bool
+    result_ttl: float
     metrics_host: str
     metrics_port: int
     multiproc_dir: str | None
@@ -106,6 +108,7 @@ class Settings:
     log_format: Literal["json", "text"]
     service_name: str
     otel: OtelSettings
+    clone: CloneSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -118,6 +121,7 @@ class Settings:
             shutdown_timeout=env_float(env, "WORKER_SHUTDOWN_TIMEOUT", 60.0, minimum=1, maximum=86_400),
             telemetry_flush_timeout=env_float(env, "WORKER_TELEMETRY_FLUSH_TIMEOUT", 5.0, minimum=0.1, maximum=120),
             trace_arguments=env_bool(env, "WORKER_TRACE_ARGUMENTS", False),
+            result_ttl=env_float(env, "WORKER_RESULT_TTL", 0.0, minimum=0, maximum=7 * 86_400),
             metrics_host=env_str(env, "METRICS_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104 - scraped from outside the pod
             metrics_port=env_int(env, "METRICS_PORT", 9191, minimum=1, maximum=65535),
             multiproc_dir=env_str(env, "PROMETHEUS_MULTIPROC_DIR"),
@@ -125,6 +129,7 @@ class Settings:
             log_format="json" if env_choice(env, "LOG_FORMAT", "json", ("json", "text")) == "json" else "text",
             service_name=_service_name(env),
             otel=_otel_settings(env),
+            clone=CloneSettings.from_env(env),
         )
 
 

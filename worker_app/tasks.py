@@ -19,10 +19,14 @@ from .broker import get_broker
 from .clone_args import parse_clone_options, validate_site_url
 from .errors import InvalidJobArguments
 from .queues import CLONE_QUEUE, PING_QUEUE
+from .settings import load_settings
+from .wordpress import run_clone
 
 logger = logging.getLogger(__name__)
 
 broker = get_broker()
+#: Clone summaries are stored for WORKER_RESULT_TTL seconds when it is set (a result backend).
+_STORE_RESULTS = load_settings().result_ttl > 0
 
 #: Where `ping` records the nonces it saw, for `python -m worker_app.probe` to find.
 PROBE_KEY_PREFIX = "wp-k8s-service:probe:"
@@ -31,20 +35,24 @@ MAX_HOLD_SECONDS = 300
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-@dramatiq.actor(
-    broker=broker,
-    queue_name=CLONE_QUEUE,
-    max_retries=8,
-    min_backoff=15_000,
-    max_backoff=900_000,
-    time_limit=2 * 3600 * 1000,
-    throws=(InvalidJobArguments, NotImplementedError),
-)
-def clone_wordpress(source_url: str, target_url: str, options: dict[str, Any] | None = None) -> None:
-    """Copy a WordPress site's content from `source_url` to `target_url`.
+_CLONE_OPTIONS: dict[str, Any] = {
+    "max_retries": 8,
+    "min_backoff": 15_000,
+    "max_backoff": 900_000,
+    "time_limit": 2 * 3600 * 1000,
+    "throws": (InvalidJobArguments,),
+}
+if _STORE_RESULTS:  # an option Dramatiq only accepts when the Results middleware is there
+    _CLONE_OPTIONS["store_results"] = True
+
+
+@dramatiq.actor(broker=broker, queue_name=CLONE_QUEUE, **_CLONE_OPTIONS)
+def clone_wordpress(source_url: str, target_url: str, options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Copy a WordPress site's content from `source_url` to `target_url` (see `worker_app.wordpress`).
 
     Arguments are validated first: a bad one is a permanent failure (dead-lettered, not retried)
     with a message saying what is wrong. `options` is documented in `worker_app.clone_args`.
+    The clone's summary is logged and, when WORKER_RESULT_TTL is set, stored as the job's result.
     """
     source = validate_site_url("source_url", source_url)
     target = validate_site_url("target_url", target_url)
@@ -55,7 +63,9 @@ def clone_wordpress(source_url: str, target_url: str, options: dict[str, Any] | 
         "clone requested",
         extra={"source_url": source, "target_url": target, "dry_run": parsed.dry_run},
     )
-    raise NotImplementedError("clone_wordpress: copying WordPress content is not implemented yet")
+    summary = run_clone(source, target, parsed, load_settings().clone)  # logs the summary itself
+    # Without a result backend Dramatiq would warn at every job that the return value is dropped.
+    return summary if _STORE_RESULTS else None
 
 
 @dramatiq.actor(
