@@ -61,7 +61,7 @@ test-image: venv services ## The worker image tests only (build, hardened run, s
 	$(VENV)/bin/pytest tests/image $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: venv services ## Run the local end-to-end stack and show what happened
+demo: venv services tools ## Run the local end-to-end stack and show what happened
 	$(VENV_PY) ci/demo.py
 
 .PHONY: lock

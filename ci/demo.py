@@ -1,158 +1,148 @@
 """`make demo`: the whole job on this machine, end to end, on loopback.
 
-Starts Redis and the worker (2 processes), enqueues sample jobs the way the API does (producer
-tracing on), waits for them, and prints what happened: jobs processed and dead-lettered, the trace
-of each job from the worker's correlated log lines, and the metric values the worker exports.
-Everything it starts is stopped on exit or Ctrl-C; logs stay in .state/demo/.
+Starts Redis, the OpenTelemetry Collector, the worker (2 processes) and Prometheus scraping it,
+enqueues sample jobs the way the API does (producer tracing on), and prints what happened: jobs
+processed and dead-lettered, each job's trace as the collector received it (producer span ->
+consumer span), and the metric values read back from Prometheus's HTTP API. Everything it started
+is stopped on exit or Ctrl-C (DEMO_HOLD=1 keeps the stack up until Ctrl-C); logs stay in .state/demo/.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
-
-import requests
-from prometheus_client.parser import text_string_to_metric_families
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".state" / "demo"
 sys.path.insert(0, str(REPO / "tests"))
 
-from testsupport.ports import free_port, wait_for_port  # noqa: E402 - needs the path above
-from testsupport.processes import ManagedProcess, wait_until  # noqa: E402
-from testsupport.worker import clean_environment, produce  # noqa: E402
+from testsupport.processes import wait_until  # noqa: E402 - needs the path above
+from testsupport.stack import CollectedSpan, Stack  # noqa: E402
+from testsupport.worker import produce  # noqa: E402
 
 PINGS = 20
 DELAYED = 5
 INVALID = 3
+
+QUERIES = (
+    ("jobs processed, by queue and outcome", "sum by (queue, outcome) (dramatiq_messages_processed_total) > 0"),
+    ("errors, by actor and type", "sum by (actor, error_type) (dramatiq_errors_total)"),
+    ("dead-lettered, by queue", "sum by (queue) (dramatiq_messages_dead_lettered_total)"),
+    (
+        "p95 processing time (s), by actor",
+        "histogram_quantile(0.95, sum by (actor, le) (dramatiq_message_processing_time_bucket))",
+    ),
+    ("queue depth, by queue and state", "max by (queue, state) (dramatiq_queue_depth) > 0"),
+    ("worker processes up", "sum(dramatiq_worker_processes)"),
+)
 
 
 def main() -> int:
     if shutil.which("redis-server") is None:
         print("redis-server is missing: run `make services` first", file=sys.stderr)
         return 1
-    if STATE.exists():
-        shutil.rmtree(STATE)
+    shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
-    started: list[ManagedProcess] = []
 
-    def stop_everything(*_: object) -> None:
-        for process in reversed(started):
-            process.stop(timeout=30)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    stack: Stack | None = None
     try:
-        return run(started)
+        stack = Stack(STATE)
+        report(stack)
+        if os.environ.get("DEMO_HOLD") == "1":
+            print("\nThe stack keeps running (DEMO_HOLD=1); Ctrl-C stops it.")
+            signal.pause()
+        return 0
     except KeyboardInterrupt:
-        print("\ninterrupted; stopping what the demo started", file=sys.stderr)
+        print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        stop_everything()
-        print(f"\nLogs: {STATE.relative_to(REPO)}/ (redis.log, worker.log)")
+        print("\nStopping what the demo started...")
+        if stack is not None:
+            stack.stop()
+        print(f"Logs: {STATE.relative_to(REPO)}/ (redis/, otelcol.log, prometheus.log, worker.log, traces.jsonl)")
 
 
-def run(started: list[ManagedProcess]) -> int:
-    redis_port = free_port()
-    redis = ManagedProcess(
-        "redis",
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(STATE)],
-        STATE / "redis.log",
-    )
-    started.append(redis)
-    wait_for_port(redis_port)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    print(f"Redis         {redis_url}")
+def report(stack: Stack) -> None:
+    print("Stack on loopback")
+    print(f"  Redis       {stack.redis.url}")
+    print(f"  Collector   OTLP/HTTP {stack.collector.endpoint} -> {stack.collector.traces_file.relative_to(REPO)}")
+    print(f"  Worker      2 processes x 4 threads, /metrics and /healthz on {stack.worker.url}")
+    print(f"  Prometheus  {stack.prometheus.url} (scrapes the worker every second)")
 
-    metrics_port = free_port()
-    worker_env = clean_environment(
-        REDIS_URL=redis_url,
-        WORKER_PROCESSES="2",
-        WORKER_THREADS="4",
-        METRICS_HOST="127.0.0.1",
-        METRICS_PORT=str(metrics_port),
-        PROMETHEUS_MULTIPROC_DIR=str(STATE / "metrics"),
-        OTEL_TRACES_EXPORTER="none",
-    )
-    worker = ManagedProcess("worker", [sys.executable, "-m", "worker_app"], STATE / "worker.log", env=worker_env)
-    started.append(worker)
-    metrics_url = f"http://127.0.0.1:{metrics_port}"
-    wait_until(lambda: _healthy(metrics_url, worker), 60, message="worker healthy")
-    print(f"Worker        2 processes x 4 threads, metrics and health on {metrics_url}")
-
-    jobs: list[dict[str, object]] = [{"actor": "ping", "args": [f"demo-{index}"]} for index in range(PINGS)]
-    jobs += [{"actor": "ping", "args": [f"later-{index}"], "options": {"delay": 2000}} for index in range(DELAYED)]
+    jobs: list[dict[str, object]] = [{"actor": "ping", "args": [f"demo-{i}"]} for i in range(PINGS)]
+    jobs += [{"actor": "ping", "args": [f"later-{i}"], "options": {"delay": 2000}} for i in range(DELAYED)]
     jobs += [{"actor": "clone_wordpress", "args": ["ftp://old.example", "https://new.example", {}]}] * INVALID
-    ids = produce(clean_environment(REDIS_URL=redis_url, OTEL_TRACES_EXPORTER="none"), jobs)
-    print(f"Enqueued      {PINGS} pings, {DELAYED} delayed by 2 s, {INVALID} invalid clone requests")
+    ids = produce(stack.producer_env(), jobs)
+    print(f"\nEnqueued {PINGS} pings, {DELAYED} more delayed by 2 s, {INVALID} invalid clone requests")
+    print("  (from a separate process, as the API does: producer spans on, trace context in each message)")
 
-    def finished() -> bool:
-        metrics = _scrape(metrics_url)
-        done = metrics.get(("dramatiq_messages_processed_total", "ping", "success"), 0)
-        dead = metrics.get(("dramatiq_messages_dead_lettered_total", "clone-queue", ""), 0)
-        return done >= PINGS + DELAYED and dead >= INVALID
-
-    wait_until(finished, 60, message="all demo jobs handled")
-    time.sleep(0.5)
-    metrics = _scrape(metrics_url)
-
+    client = stack.redis.client()
+    wait_until(lambda: len(client.keys("wp-k8s-service:probe:*")) == PINGS + DELAYED, 60, message="pings answered")
+    wait_until(lambda: client.zcard("dramatiq:clone-queue.XQ") == INVALID, 30, message="invalid clones dead-lettered")
     print("\nJobs")
-    print(f"  processed   {metrics[('dramatiq_messages_processed_total', 'ping', 'success')]:.0f} pings")
-    print(f"  dead-lettered {metrics[('dramatiq_messages_dead_lettered_total', 'clone-queue', '')]:.0f} clone requests")
-    print("\nTraces (from the worker's JSON log lines, correlated with each job)")
-    for line in _job_log_lines(worker.output(), ids)[:8]:
-        print(f"  trace {line['trace_id']} span {line['span_id']} {line['actor']} {line['message']}")
-    print("\nMetrics (GET /metrics)")
-    for key in sorted(metrics):
-        name, queue, detail = key
-        if name.startswith("dramatiq_") and metrics[key]:
-            print(f"  {name}{{queue={queue}{',' + detail if detail else ''}}} = {metrics[key]:g}")
-    return 0
+    print(f"  processed      {len(client.keys('wp-k8s-service:probe:*'))} of {PINGS + DELAYED} pings")
+    print(f"  dead-lettered  {client.zcard('dramatiq:clone-queue.XQ')} of {INVALID} clone requests", end="")
+    marker = '"message": "Job dead-lettered: '
+    reasons = {
+        line.split(marker, 1)[1].split('"', 1)[0] for line in stack.worker.output().splitlines() if marker in line
+    }
+    print(f" ({'; '.join(sorted(reasons))})" if reasons else "")
 
-
-def _healthy(url: str, worker: ManagedProcess) -> bool:
-    if not worker.running():
-        raise RuntimeError(f"the worker exited:\n{worker.output()}")
-    try:
-        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _scrape(url: str) -> dict[tuple[str, str, str], float]:
-    values: dict[tuple[str, str, str], float] = {}
-    for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=5).text):
-        for sample in family.samples:
-            labels = sample.labels
-            detail = labels.get("outcome") or labels.get("state") or labels.get("error_type") or ""
-            key = (sample.name, labels.get("queue", ""), detail)
-            if sample.name.endswith(("_bucket", "_created")):
-                continue
-            values[key] = values.get(key, 0.0) + sample.value
-    return values
-
-
-def _job_log_lines(output: str, ids: list[str]) -> list[dict[str, str]]:
     wanted = set(ids)
-    lines = []
-    for raw in output.splitlines():
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if record.get("message_id") in wanted and "trace_id" in record:
-            lines.append(record)
-    return lines
+
+    collector = stack.collector
+
+    def traced() -> list[CollectedSpan]:
+        spans = [s for s in collector.spans() if s.attributes.get("messaging.message.id") in wanted]
+        return spans if {s.attributes["messaging.message.id"] for s in spans if s.kind == "consumer"} == wanted else []
+
+    by_id: dict[str, dict[str, CollectedSpan]] = {}
+    for span in wait_until(traced, 30, message="every job's spans at the collector"):
+        by_id.setdefault(str(span.attributes["messaging.message.id"]), {})[span.kind] = span
+    print("\nTraces at the collector: producer span (API) -> consumer span (worker), one trace per job")
+    shown = ids[:4] + ids[PINGS : PINGS + 1] + ids[-2:]
+    for message_id in shown:
+        producer, consumer = by_id[message_id]["producer"], by_id[message_id]["consumer"]
+        linked = consumer.trace_id == producer.trace_id and consumer.parent_span_id == producer.span_id
+        status = f"ERROR {consumer.attributes.get('error.type')}" if consumer.status_code == 2 else "ok"
+        print(
+            f"  trace {producer.trace_id}  {producer.name} ({producer.service_name}) -> "
+            f"{consumer.name} ({consumer.service_name})  {'child of the send' if linked else 'NOT LINKED'}, {status}"
+        )
+    complete = sum(1 for parts in by_id.values() if {"producer", "consumer"} <= parts.keys())
+    print(f"  ... {complete} of {len(ids)} jobs have both spans in one trace")
+
+    prometheus = stack.prometheus
+    wait_until(
+        lambda: prometheus.value("sum(dramatiq_message_processing_time_count)") == len(ids),
+        30,
+        message="Prometheus scraped every job",
+    )
+    print("\nMetrics, read back from Prometheus's HTTP API")
+    for title, query in QUERIES:
+        rows = prometheus.query(query)
+        values = ", ".join(_describe(row) for row in rows) or "none"
+        print(f"  {title}: {values}")
+    exemplars = prometheus.exemplars("dramatiq_message_processing_time_bucket")
+    traces = {e["labels"]["trace_id"] for series in exemplars for e in series["exemplars"]}
+    print(f"  exemplars on the processing-time histogram: {len(traces)} trace ids, e.g. {sorted(traces)[:1]}")
+
+
+def _describe(row: dict[str, Any]) -> str:
+    labels = ",".join(f"{key}={value}" for key, value in sorted(row["metric"].items()) if key != "__name__")
+    value = float(row["value"][1])
+    shown = f"{value:g}" if value == int(value) else f"{value:.3f}"
+    return f"{{{labels}}} {shown}" if labels else shown
 
 
 if __name__ == "__main__":
-    os.chdir(REPO)
     sys.exit(main())

@@ -41,19 +41,27 @@ mkdir -p "$bin_dir" "$cache_root"
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf 'ci/tools.sh: %s\n' "$*" >&2; exit 1; }
 
-# Temp build dirs of this run, removed on any exit so an interrupted build leaves
-# nothing behind (a killed run's leftovers are removed by the next build of that slot).
+# Temp build dirs of this run, removed on any exit so an interrupted or failed build
+# leaves nothing behind (a killed run's leftovers go with the next build of that slot).
 tmp_dirs=()
-cleanup() { [[ ${#tmp_dirs[@]} -eq 0 ]] || rm -rf "${tmp_dirs[@]}"; }
+building=""
+cleanup() {
+  local rc=$?
+  [[ ${#tmp_dirs[@]} -eq 0 ]] || rm -rf "${tmp_dirs[@]}"
+  [[ $rc -eq 0 || -z $building ]] ||
+    printf 'ci/tools.sh: building %s failed or was interrupted (exit %s); nothing was cached\n' \
+      "$building" "$rc" >&2
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ensure NAME VERSION "BINARIES" "INPUT_FILES" BUILD_FN [ARGS...]
 # Makes sure cache slot NAME-VERSION holds BINARIES built from the current inputs, then
-# links each binary into bin/ (an entry LINK=FILE links bin/LINK to the slot's FILE). The slot records a fingerprint of the build recipe
-# (BUILD_FN, its ARGS and the content of INPUT_FILES, e.g. a wrapper's go.mod/go.sum),
-# so editing a manifest rebuilds it even though the version did not change.
+# links each binary into bin/ (an entry LINK=FILE links bin/LINK to the slot's FILE).
+# The slot records a fingerprint of the build recipe (BUILD_FN's code, its ARGS and the
+# content of INPUT_FILES, e.g. a wrapper's go.mod/go.sum), so editing a manifest or the
+# ldflags rebuilds the tool even though its version did not change.
 # BUILD_FN OUT_DIR [ARGS...] must leave the binaries in OUT_DIR. It runs in a fresh temp
 # dir that is renamed into place only when complete, under a per-slot lock so that two
 # concurrent runs (make test in parallel, say) build a tool once, never half.
@@ -63,7 +71,7 @@ ensure() {
   local slot="$cache_root/$name-$version"
   local fingerprint
   # shellcheck disable=SC2086 # INPUT_FILES is a space-separated list of paths
-  fingerprint=$({ printf '%s\n' "$*"; [[ -z $inputs ]] || cat $inputs; } | sha256sum)
+  fingerprint=$({ declare -f "$1"; printf '%s\n' "$*"; [[ -z $inputs ]] || cat $inputs; } | sha256sum)
   fingerprint=${fingerprint%% *}
 
   if [[ ! -f "$slot/.fingerprint" || $(<"$slot/.fingerprint") != "$fingerprint" ]]; then
@@ -80,9 +88,13 @@ ensure() {
       local tmp
       tmp=$(mktemp -d "$cache_root/.$name-$version.tmp.XXXXXX")
       tmp_dirs+=("$tmp")
+      chmod 755 "$tmp"   # mktemp makes it private; the slot is a plain shared cache dir
       log "building $name $version (first run on this machine, or its recipe changed)"
       local started=$SECONDS
-      "$@" "$tmp" || die "building $name $version failed (see the output above)"
+      # Called plainly, not under `||`, so that set -e stays in force inside BUILD_FN;
+      # the EXIT trap reports a failure.
+      building="$name $version"
+      "$@" "$tmp"
       local binary
       for binary in $binaries; do
         [[ -x "$tmp/${binary#*=}" ]] || die "building $name $version did not produce ${binary#*=}"
@@ -92,6 +104,7 @@ ensure() {
       # Readers only trust a slot holding .fingerprint, which the rename brings along.
       rm -rf "$slot"
       mv "$tmp" "$slot"
+      building=""
       log "built $name $version in $((SECONDS - started))s"
     fi
     exec {lock_fd}>&-
@@ -134,7 +147,8 @@ install_helm() {
 
 install_kubeconform() {
   ensure kubeconform "$KUBECONFORM_VERSION" kubeconform "" gobin_install \
-    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" ""
+    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
+    "-X main.version=$KUBECONFORM_VERSION"
 }
 
 install_actionlint() {
@@ -150,16 +164,18 @@ build_otelcol() {
   # The builder refuses mismatched versions only partly; check the pin up front so a
   # half-bumped manifest fails with a clear message instead of a resolution error.
   local stray
-  stray=$(grep -oE 'v0\.[0-9]+\.[0-9]+' "$manifest" | sort -u | grep -vxF "$OTELCOL_VERSION" || true)
+  stray=$(sed 's/#.*//' "$manifest" | grep -oE 'v0\.[0-9]+\.[0-9]+' | sort -u |
+    grep -vxF "$OTELCOL_VERSION" || true)
   [[ -z $stray ]] ||
     die "ci/otelcol/manifest.yaml has versions $(echo "$stray" | tr '\n' ' ')but OTELCOL_VERSION is $OTELCOL_VERSION"
   GOBIN="$out/.builder" go install -trimpath \
     "go.opentelemetry.io/collector/cmd/builder@$OTELCOL_VERSION"
-  # --skip-strict-versioning=false: fail if Go's resolution moved any component away
-  # from the pinned version. The generated sources stay in the slot (src/) to show
-  # exactly what was compiled.
-  "$out/.builder/builder" --config "$manifest" --output-path "$out/src" \
-    --skip-strict-versioning=false
+  # The output dir goes into a copy of the manifest (the --output-path flag is
+  # deprecated). The copy and the generated sources (src/) stay in the slot to show
+  # exactly what was compiled. --skip-strict-versioning=false: fail if Go's module
+  # resolution moved any component away from its pinned version.
+  sed "s|^dist:\$|dist:\n  output_path: $out/src|" "$manifest" >"$out/manifest.yaml"
+  "$out/.builder/builder" --config "$out/manifest.yaml" --skip-strict-versioning=false
   mv "$out/src/otelcol" "$out/otelcol"
   rm -rf "$out/.builder"
 }
@@ -178,7 +194,8 @@ build_prometheus() {
   # The release number (3.16.0) is upstream's VERSION file, which is what promu uses.
   version=$(<"$(module_dir "$mod" github.com/prometheus/prometheus)/VERSION")
   # The module's publication time stands in for the build date, so rebuilding the same
-  # version gives the same binary. No git revision is known from the module proxy.
+  # version gives the same binary. Revision and Branch stay unset: the module proxy
+  # does not record the commit.
   build_date=$(cd "$mod" && go list -m -f '{{.Time.UTC.Format "20060102-15:04:05"}}' \
     github.com/prometheus/prometheus)
   local v=github.com/prometheus/common/version
@@ -186,7 +203,7 @@ build_prometheus() {
   # embedded web UI is generated by an npm build and is not in the Go module, and the
   # tests only need the HTTP API (the UI pages answer 404-style errors).
   (cd "$mod" && go build -trimpath -tags netgo -o "$out/" \
-    -ldflags "-X $v.Version=$version -X $v.Branch=release-${version%.*} -X $v.BuildUser=wp-k8s-service-ci-tools -X $v.BuildDate=$build_date" \
+    -ldflags "-X $v.Version=$version -X $v.BuildUser=wp-k8s-service-ci-tools -X $v.BuildDate=$build_date" \
     github.com/prometheus/prometheus/cmd/prometheus \
     github.com/prometheus/prometheus/cmd/promtool)
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -26,7 +27,7 @@ class ReceivedSpan:
     events: list[str] = field(default_factory=list)
 
 
-def _value(any_value):  # type: ignore[no-untyped-def]
+def _value(any_value: Any) -> object:
     kind = any_value.WhichOneof("value")
     return getattr(any_value, kind) if kind else None
 

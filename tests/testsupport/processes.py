@@ -6,8 +6,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ManagedProcess:
@@ -74,10 +77,10 @@ def kill_process_tree(pid: int) -> None:
         pass
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, message: str = "condition") -> T:
     """Poll `predicate` until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout
-    last = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = predicate()
         if last:
