@@ -60,6 +60,10 @@ image: ## Build the worker image (starts dockerd if needed; makes a local base w
 test-image: venv services ## The worker image tests only (build, hardened run, stop)
 	$(VENV)/bin/pytest tests/image $(PYTEST_ARGS)
 
+.PHONY: test-cluster
+test-cluster: venv tools ## The chart against a real kube-apiserver + etcd: install, upgrade, uninstall
+	$(VENV)/bin/pytest tests/cluster $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: venv services tools ## Run the local end-to-end stack and show what happened
 	$(VENV_PY) ci/demo.py

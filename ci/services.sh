@@ -6,6 +6,8 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# The live-API-server tests make their CA and certificates with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 # The image tests build and run the worker image: a Docker engine, and debootstrap for a local
 # base image (no registry can be reached to pull one).
 command -v dockerd >/dev/null || missing+=(docker.io)
