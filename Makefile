@@ -42,7 +42,7 @@ lint: venv ## ruff, mypy, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	shellcheck ci/*.sh ci/wordpress/*.sh .ci/run
+	shellcheck ci/*.sh ci/kind/*.sh ci/wordpress/*.sh .ci/run $(wildcard tests/ci/*.sh)
 
 .PHONY: test
 test: venv services tools ## Run every test that can run on this machine
@@ -63,6 +63,11 @@ test-image: venv services ## The worker image tests only (build, hardened run, s
 .PHONY: test-cluster
 test-cluster: venv tools ## The chart against a real kube-apiserver + etcd: install, upgrade, uninstall
 	$(VENV)/bin/pytest tests/cluster $(PYTEST_ARGS)
+
+.PHONY: kind-e2e
+kind-e2e: venv ## The chart on a kind cluster end to end (needs Docker, kind, kubectl, registry access: users' CI)
+	ci/tools.sh helm crds
+	ci/kind-e2e.sh
 
 .PHONY: demo
 demo: venv services tools ## Run the local end-to-end stack and show what happened
