@@ -69,6 +69,14 @@ kind-e2e: venv ## The chart on a kind cluster end to end (needs Docker, kind, ku
 	ci/tools.sh helm crds
 	ci/kind-e2e.sh
 
+.PHONY: dashboards
+dashboards: venv ## Regenerate chart/dashboards/*.json from ci/dashboards (Grafana foundation SDK)
+	$(VENV_PY) ci/dashboards
+
+.PHONY: test-observability
+test-observability: venv services tools ## Dashboards, alert rules (promtool) and every query against the live stack
+	$(VENV)/bin/pytest tests/observability $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: venv services tools ## Run the local end-to-end stack and show what happened
 	$(VENV_PY) ci/demo.py
