@@ -16,6 +16,8 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, default_middleware
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend, StubBackend
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .health import ProcessHeartbeat
 from .job_log import FailureLog
@@ -56,10 +58,21 @@ def build_broker(
     return RedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)
 
 
-def redis_client(settings: Settings, *, socket_timeout: float | None = None) -> redis.Redis:
+def redis_client(settings: Settings, *, socket_timeout: float | None = None, fail_fast: bool = False) -> redis.Redis:
+    """A client of the configured Redis.
+
+    `fail_fast`: one attempt, with connect and read bounded by `socket_timeout`, for callers that
+    must answer on time whatever Redis does (a `/metrics` scrape). redis-py otherwise retries a
+    failed command with back-off, which made a scrape take seconds while Redis was down.
+    """
     kwargs = settings.redis.client_kwargs()
     if socket_timeout is not None:
         kwargs["socket_timeout"] = socket_timeout
+    if fail_fast:
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        kwargs["retry_on_timeout"] = False
+        if socket_timeout is not None:
+            kwargs["socket_connect_timeout"] = socket_timeout
     return redis.Redis(**kwargs)  # type: ignore[arg-type]
 
 

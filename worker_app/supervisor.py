@@ -113,8 +113,8 @@ class Supervisor:
     def _depth_client(self) -> redis.Redis:
         from .broker import redis_client  # noqa: PLC0415 - keeps the middleware stack out of the supervisor
 
-        # A short timeout: a scrape must answer even when Redis does not.
-        return redis_client(self._settings, socket_timeout=2.0)
+        # Short timeouts and no retries: a scrape must answer even when Redis does not.
+        return redis_client(self._settings, socket_timeout=1.0, fail_fast=True)
 
     def _forward_pending_stop(self) -> None:
         """A stop signal that arrived while the child was being started is delivered now."""

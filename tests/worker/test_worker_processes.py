@@ -11,6 +11,7 @@ import requests
 from testsupport.otlp_receiver import OtlpReceiver
 from testsupport.ports import free_port
 from testsupport.processes import wait_until
+from testsupport.redis_server import RedisServer
 from testsupport.worker import WorkerProcess, clean_environment, produce
 
 pytestmark = pytest.mark.integration
@@ -239,3 +240,20 @@ def test_healthz_and_a_crashed_worker_process_stops_the_container(redis_url, wor
     status = worker.process.wait(timeout=30)
     assert status != 0, "a crashed worker process must not be hidden: the container restarts"
     assert "exited unexpectedly" in worker.output()
+
+
+def test_metrics_answer_at_once_while_redis_is_down(workers, tmp_path):
+    """A scrape must not wait out redis-py's retries: Prometheus would time out and lose every series."""
+    own_redis = RedisServer(tmp_path / "own-redis")
+    try:
+        worker = start_worker(workers, tmp_path, REDIS_URL=own_redis.url, WORKER_PROCESSES="1")
+        assert worker.value("dramatiq_broker_up") == 1
+    finally:
+        own_redis.stop()
+    for _ in range(3):  # the first scrape finds the pooled connection broken, the next ones cannot connect
+        started = time.monotonic()
+        samples = worker.scrape()
+        elapsed = time.monotonic() - started
+        assert samples[("dramatiq_broker_up", ())] == 0
+        assert samples[("dramatiq_worker_processes", ())] == 1  # the rest of the page is still served
+        assert elapsed < 1.0, f"scrape took {elapsed:.2f}s with Redis down"
