@@ -7,13 +7,15 @@ Middleware order matters: tracing and metrics come first so that their after-hoo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 import redis
-from dramatiq import Broker
+from dramatiq import Broker, Middleware
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, default_middleware
+from dramatiq.middleware import CurrentMessage, MiddlewareError, default_middleware
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend, StubBackend
 from redis.backoff import NoBackoff
@@ -28,6 +30,66 @@ from .tracing import OpenTelemetryMiddleware
 
 _broker: Broker | None = None
 _broker_lock = threading.Lock()
+
+_Hooks = tuple[tuple[Middleware, Callable[..., None]], ...]
+
+
+class _DirectHooks:
+    """Emits each signal only to the middleware that implement its hook.
+
+    Dramatiq calls every middleware's hook for every signal, most of them the base class's no-op:
+    with this stack that is 33 of 48 calls per message. Order, arguments and error handling are
+    Dramatiq's own (a `MiddlewareError` from a before-hook propagates, anything else is logged).
+    """
+
+    middleware: list[Middleware]
+    logger: Any
+    _hooks: dict[str, _Hooks]
+    _hooks_len = -1
+
+    def add_middleware(self, middleware: Middleware, **where: Any) -> None:
+        super().add_middleware(middleware, **where)  # type: ignore[misc]
+        self._hooks_len = -1
+
+    def _hooks_of(self, signal: str) -> _Hooks:
+        if self._hooks_len != len(self.middleware):  # a middleware was added since
+            self._hooks = {}
+            self._hooks_len = len(self.middleware)
+        hooks = self._hooks.get(signal)
+        if hooks is None:
+            base = getattr(Middleware, signal, None)
+            hooks = self._hooks[signal] = tuple(
+                (middleware, getattr(middleware, signal))
+                for middleware in self.middleware
+                if getattr(type(middleware), signal, None) is not base or signal in getattr(middleware, "__dict__", ())
+            )
+        return hooks
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        signal = "before_" + signal
+        for middleware, hook in self._hooks_of(signal):
+            try:
+                hook(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        signal = "after_" + signal
+        for middleware, hook in reversed(self._hooks_of(signal)):
+            try:
+                hook(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+
+
+class _RedisBroker(_DirectHooks, RedisBroker):
+    pass
+
+
+class _StubBroker(_DirectHooks, StubBroker):
+    pass
 
 
 def build_broker(
@@ -51,11 +113,11 @@ def build_broker(
     if settings.broker == "stub":
         if settings.result_ttl:
             middleware.append(Results(backend=StubBackend(), result_ttl=int(settings.result_ttl * 1000)))
-        return StubBroker(middleware=middleware)
+        return _StubBroker(middleware=middleware)
     client = redis_client(settings)
     if settings.result_ttl:
         middleware.append(Results(backend=RedisBackend(client=client), result_ttl=int(settings.result_ttl * 1000)))
-    return RedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)
+    return _RedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)  # type: ignore[no-untyped-call]
 
 
 def redis_client(settings: Settings, *, socket_timeout: float | None = None, fail_fast: bool = False) -> redis.Redis:

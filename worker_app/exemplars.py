@@ -32,6 +32,8 @@ _WRITE_INTERVAL = 2.0
 # (queue, actor, le) -> (trace_id, span_id, value, unix time)
 _Key = tuple[str, str, str]
 _Entry = tuple[str, str, float, float]
+# In memory the ids stay integers: they are formatted as hex only when written, every couple of seconds.
+_RawEntry = tuple[int, int, float, float]
 
 
 class ExemplarRecorder:
@@ -41,17 +43,17 @@ class ExemplarRecorder:
         self._directory = Path(directory)
         self._bounds = list(buckets)
         self._labels = [floatToGoString(bound) for bound in self._bounds] + ["+Inf"]
-        self._latest: dict[_Key, _Entry] = {}
+        self._latest: dict[_Key, _RawEntry] = {}
         self._dirty = threading.Event()
         self._lock = threading.Lock()
         self._writer_pid = 0
 
     def record(self, queue: str, actor: str, value: float, trace_id: int, span_id: int) -> None:
         le = self._labels[bisect.bisect_left(self._bounds, value)]
-        entry = (format(trace_id, "032x"), format(span_id, "016x"), value, time.time())
-        with self._lock:
-            self._latest[(queue, actor, le)] = entry
-        self._dirty.set()
+        # One dict store (atomic under the GIL, so no lock on the job's path); the writer copies the dict.
+        self._latest[(queue, actor, le)] = (trace_id, span_id, value, time.time())
+        if not self._dirty.is_set():
+            self._dirty.set()
         if self._writer_pid != os.getpid():  # first use in this process (threads do not survive a fork)
             self._start_writer()
 
@@ -79,7 +81,11 @@ class ExemplarRecorder:
     def _write(self) -> None:
         self._dirty.clear()
         with self._lock:
-            rows = [[*key, *entry] for key, entry in self._latest.items()]
+            latest = self._latest.copy()
+        rows = [
+            [*key, format(trace_id, "032x"), format(span_id, "016x"), value, at]
+            for key, (trace_id, span_id, value, at) in latest.items()
+        ]
         target = self._directory / f"{FILE_PREFIX}{os.getpid()}.json"
         temporary = target.with_suffix(".tmp")
         temporary.write_text(json.dumps(rows), encoding="utf-8")

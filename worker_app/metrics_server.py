@@ -14,8 +14,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .exemplars import ExemplarMultiProcessCollector
+from .exemplars import ExemplarMultiProcessCollector, read_exemplars
 from .health import alive_worker_pids
+from .multiprocess_exposition import MultiProcessReader, Renderer, Unsupported, encoder_kind
 from .queue_depth import QueueDepthCollector
 
 logger = logging.getLogger(__name__)
@@ -69,12 +70,48 @@ class _WorkerProcessesCollector(Collector):
         yield gauge
 
 
-def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerHealth) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(ExemplarMultiProcessCollector(metrics_dir, "dramatiq_message_processing_time"))
-    registry.register(depth)
-    registry.register(_WorkerProcessesCollector(health))
-    return registry
+HISTOGRAM_WITH_EXEMPLARS = "dramatiq_message_processing_time"
+
+
+class ServerRegistry(CollectorRegistry):
+    """What `/metrics` serves: the worker processes' files, then the queue depth and process count.
+
+    `encode` renders the files' part with `multiprocess_exposition` (incremental reads, cached
+    formatting) and the small rest with prometheus_client; `encoder(registry)`, the library's own
+    way, gives the same samples (and is what `encode` falls back to).
+    """
+
+    def __init__(self, metrics_dir: str, *others: Collector) -> None:
+        super().__init__(auto_describe=True)
+        self._metrics_dir = metrics_dir
+        self.register(ExemplarMultiProcessCollector(metrics_dir, HISTOGRAM_WITH_EXEMPLARS))
+        self._rest = CollectorRegistry(auto_describe=True)
+        for collector in others:
+            self.register(collector)
+            self._rest.register(collector)
+        self._reader = MultiProcessReader(metrics_dir)
+        self._renderers: dict[object, Renderer] = {}
+
+    def encode(self, encoder: Callable[..., bytes]) -> bytes:
+        kind = encoder_kind(encoder)
+        if kind is None:
+            return encoder(self)
+        renderer = self._renderers.get(kind)
+        if renderer is None:
+            renderer = self._renderers[kind] = Renderer(encoder)
+        try:
+            families = self._reader.families()
+        except Unsupported:
+            return encoder(self)
+        exemplars = read_exemplars(self._metrics_dir) if kind[0] else None
+        lines = renderer.render(families, exemplars, HISTOGRAM_WITH_EXEMPLARS)
+        lines += renderer.render_metrics(self._rest.collect())
+        lines.append(renderer.end())
+        return "".join(lines).encode("utf-8")
+
+
+def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerHealth) -> ServerRegistry:
+    return ServerRegistry(metrics_dir, depth, _WorkerProcessesCollector(health))
 
 
 class MetricsServer:
@@ -107,7 +144,7 @@ def _make_handler(registry: CollectorRegistry, health: WorkerHealth) -> type[Bas
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 try:
-                    body = encoder(registry)
+                    body = registry.encode(encoder) if isinstance(registry, ServerRegistry) else encoder(registry)
                 except Exception:
                     logger.exception("Collecting metrics failed")
                     self._reply(500, b"collecting metrics failed\n", "text/plain; charset=utf-8")

@@ -11,11 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.distro import OpenTelemetryConfigurator
+
+# The SDK's configurator itself: `opentelemetry.distro.OpenTelemetryConfigurator` is an empty subclass
+# of it, and importing the distro also loads opentelemetry-instrumentation (about 2 MB per process).
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
@@ -33,6 +38,15 @@ _SDK_DEFAULTS = {
     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 }
 
+#: An export unanswered for this long at shutdown means the collector is not there (one that is
+#: answers in milliseconds; the exporter is retrying with back-off): abort it instead of waiting.
+_STUCK_AFTER = 0.5
+#: The SDK logs a warning for every span it drops from a full queue (thousands a second when the
+#: collector is down); its logger is raised to ERROR and one line a minute says it instead.
+_QUEUE_FULL_LOG_INTERVAL = 60.0
+_SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
+_WATCH_INTERVAL = 0.1
+
 # registry=None: worker processes export through prometheus_client's multiprocess files, which the
 # metrics server aggregates whatever registry a metric was created in.
 SPANS_DROPPED = Counter(
@@ -46,26 +60,42 @@ SPANS_DROPPED = Counter(
 
 class _CountingExporter(SpanExporter):
     """Counts the spans of every batch the wrapped exporter failed to deliver, and remembers whether
-    the collector answered last time (a shutdown does not wait for a collector known to be down)."""
+    the collector answered last time and since when an export is waiting for it (a shutdown does not
+    wait for a collector that is down)."""
 
     def __init__(self, inner: SpanExporter) -> None:
         self._inner = inner
         self._failed = SPANS_DROPPED.labels("export_failed")
         self.last_export_failed = False
+        #: time.monotonic() when the export in progress began, None between exports
+        self.export_started: float | None = None
         self._shut_down = False
         _exporters.append(self)
 
+    def stuck(self, now: float) -> bool:
+        """The collector did not answer the last export, or has not answered this one for a while
+        (the exporter is retrying: a collector that is up answers in milliseconds)."""
+        started = self.export_started
+        return self.last_export_failed or (started is not None and now - started >= _STUCK_AFTER)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.export_started = time.monotonic()
         try:
             result = self._inner.export(spans)
         except Exception:
             self.last_export_failed = True
             self._failed.inc(len(spans))
             raise
+        finally:
+            self.export_started = None
         self.last_export_failed = result is not SpanExportResult.SUCCESS
         if self.last_export_failed:
             self._failed.inc(len(spans))
         return result
+
+    @property
+    def shut_down(self) -> bool:
+        return self._shut_down
 
     def shutdown(self) -> None:
         if not self._shut_down:  # called early by shutdown_tracing, then again by the processor
@@ -82,13 +112,24 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     def __init__(self, exporter: SpanExporter) -> None:
         super().__init__(_CountingExporter(exporter))
         self._queue_full = SPANS_DROPPED.labels("queue_full")
+        # The SDK's queue (a deque kept across forks) and its bound, looked up once rather than per span.
+        batch = getattr(self, "_batch_processor", None)
+        self._span_queue = getattr(batch, "_queue", None)
+        self._span_queue_size = getattr(batch, "_max_queue_size", 2048)
+        self._queue_full_logged = -_QUEUE_FULL_LOG_INTERVAL
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK drops the oldest span when its queue is full and only logs it; count it here.
-        batch = getattr(self, "_batch_processor", None)
-        queue = getattr(batch, "_queue", None)
-        if queue is not None and len(queue) >= getattr(batch, "_max_queue_size", 2048):
+        queue = self._span_queue
+        if queue is not None and len(queue) >= self._span_queue_size:
             self._queue_full.inc()
+            now = time.monotonic()
+            if now - self._queue_full_logged >= _QUEUE_FULL_LOG_INTERVAL:
+                self._queue_full_logged = now
+                logger.warning(
+                    "Span queue full (collector down or too slow): dropping the oldest spans, "
+                    "counted in worker_telemetry_spans_dropped_total"
+                )
         super().on_end(span)
 
 
@@ -103,6 +144,45 @@ _configured: _Configured | None = None
 _lock = threading.Lock()
 #: The exporters of this process's SDK, so that shutdown can abort their retries.
 _exporters: list[_CountingExporter] = []
+
+
+class _Encoded:
+    """What the OTLP/HTTP exporter expects back from `encode_spans`: something to serialise."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def SerializePartialToString(self) -> bytes:
+        return self._data
+
+
+def _fast_encode_spans(spans: Sequence[ReadableSpan]) -> Any:
+    from .otlp_encoding import encode_spans_to_bytes  # noqa: PLC0415 - only with the HTTP exporter
+
+    return _Encoded(encode_spans_to_bytes(spans))
+
+
+def use_fast_otlp_encoding() -> bool:
+    """Make the OTLP/HTTP span exporter encode with `otlp_encoding` (same request, ~5x less CPU).
+
+    The exporter module calls `encode_spans(spans).SerializePartialToString()`; that name is replaced
+    only while it still is the SDK's own function, so an SDK that changed how it encodes keeps its
+    own (slower, equally correct) path. Returns whether the fast encoder is in place.
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter  # noqa: PLC0415
+    except ImportError:
+        return False
+    current = getattr(trace_exporter, "encode_spans", None)
+    if current is _fast_encode_spans:
+        return True
+    if current is not encode_spans:
+        return False
+    trace_exporter.encode_spans = _fast_encode_spans  # type: ignore[attr-defined,assignment]
+    return True
 
 
 def configure_tracing(settings: Settings) -> TracerProvider | None:
@@ -124,7 +204,11 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
             return existing
         for name, value in _SDK_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        OpenTelemetryConfigurator().configure(
+        use_fast_otlp_encoding()
+        sdk_queue_logger = logging.getLogger(_SDK_QUEUE_LOGGER)
+        if sdk_queue_logger.level < logging.ERROR:
+            sdk_queue_logger.setLevel(logging.ERROR)
+        _OTelSDKConfigurator().configure(  # type: ignore[no-untyped-call]
             resource_attributes={"service.name": settings.service_name},
             export_span_processor=CountingBatchSpanProcessor,
         )
@@ -147,13 +231,6 @@ def shutdown_tracing(timeout: float) -> bool:
     if configured.pid != os.getpid():
         return True
     provider = configured.provider
-    exporters = [exporter for exporter in _exporters if exporter.last_export_failed]
-    if exporters:
-        # The collector did not answer the last export: abort the exporter's retry back-off now
-        # instead of waiting it out; what is still queued fails fast and is counted as dropped.
-        logger.warning("Collector unreachable at shutdown; unsent spans are dropped")
-        for exporter in exporters:
-            exporter.shutdown()
     finished = threading.Event()
 
     def _shutdown() -> None:
@@ -162,8 +239,25 @@ def shutdown_tracing(timeout: float) -> bool:
         finally:
             finished.set()
 
+    deadline = time.monotonic() + timeout
+    _abort_stuck_exports()
     threading.Thread(target=_shutdown, name="otel-shutdown", daemon=True).start()
-    if not finished.wait(timeout):
-        logger.warning("Telemetry flush did not finish within %.1fs; unsent spans are dropped", timeout)
-        return False
+    # While the flush runs, watch for an export the collector does not answer (it may begin only now,
+    # with the spans still queued) and abort its retries rather than wait them out.
+    while not finished.wait(min(_WATCH_INTERVAL, max(deadline - time.monotonic(), 0))):
+        if time.monotonic() >= deadline:
+            logger.warning("Telemetry flush did not finish within %.1fs; unsent spans are dropped", timeout)
+            return False
+        _abort_stuck_exports()
     return True
+
+
+def _abort_stuck_exports() -> None:
+    now = time.monotonic()
+    stuck = [exporter for exporter in _exporters if not exporter.shut_down and exporter.stuck(now)]
+    if stuck:
+        # Abort the exporter's retry back-off now; what is still queued fails fast and is counted
+        # as dropped.
+        logger.warning("Collector unreachable at shutdown; unsent spans are dropped")
+        for exporter in stuck:
+            exporter.shutdown()

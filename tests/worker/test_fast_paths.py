@@ -1,0 +1,184 @@
+"""The worker's hot-path shortcuts behave exactly like the library code they stand in for.
+
+Each one exists because `make bench` showed its cost per message (docs/benchmarks.md); each test
+here compares it with the reference behaviour, so a shortcut can never change what users see.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from dramatiq import Middleware
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import SkipMessage
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from worker_app.broker import _StubBroker
+from worker_app.telemetry import SPANS_DROPPED, CountingBatchSpanProcessor
+from worker_app.tracing import _extract, _inject
+
+# -- broker signal dispatch ----------------------------------------------------------------------
+
+
+class _Recorder(Middleware):
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name = name
+        self.calls = calls
+
+    def before_process_message(self, broker, message):
+        self.calls.append(f"{self.name}.before")
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        self.calls.append(f"{self.name}.after:{result}")
+
+
+class _Silent(Middleware):
+    """Implements no hook: the base class's no-ops."""
+
+
+class _FailsAfter(Middleware):
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        raise RuntimeError("broken middleware")
+
+
+class _Skips(Middleware):
+    def before_process_message(self, broker, message):
+        raise SkipMessage
+
+
+def _emit_both_ways(make_middleware):
+    """The calls each broker class makes for the same signals."""
+    seen = {}
+    for broker_class in (StubBroker, _StubBroker):
+        calls: list[str] = []
+        broker = broker_class(middleware=make_middleware(calls))
+        late = _Recorder("late", calls)
+        broker.add_middleware(late)  # added after the dispatch table may have been built
+        broker.emit_before("process_message", "message")
+        broker.emit_after("process_message", "message", result=42)
+        instance = _Silent()
+        instance.before_process_message = lambda broker, message, calls=calls: calls.append("instance.before")
+        broker.add_middleware(instance)
+        broker.emit_before("process_message", "message")
+        seen[broker_class] = calls
+    return seen
+
+
+def test_hooks_run_in_dramatiqs_order_including_late_and_instance_hooks():
+    seen = _emit_both_ways(lambda calls: [_Recorder("a", calls), _Silent(), _Recorder("b", calls)])
+    assert seen[_StubBroker] == seen[StubBroker]
+    assert seen[_StubBroker] == [
+        "a.before", "b.before", "late.before",
+        "late.after:42", "b.after:42", "a.after:42",
+        "a.before", "b.before", "late.before", "instance.before",
+    ]  # fmt: skip
+
+
+def test_a_failing_after_hook_is_logged_and_the_others_still_run(caplog):
+    with caplog.at_level(logging.CRITICAL):
+        seen = _emit_both_ways(lambda calls: [_Recorder("a", calls), _FailsAfter()])
+    assert seen[_StubBroker] == seen[StubBroker]
+    assert "late.after:42" in seen[_StubBroker]
+    assert "a.after:42" in seen[_StubBroker]
+    assert sum("Unexpected failure in after_process_message" in r.message for r in caplog.records) == 2
+
+
+def test_middleware_errors_from_before_hooks_propagate():
+    broker = _StubBroker(middleware=[_Skips()])
+    with pytest.raises(SkipMessage):
+        broker.emit_before("process_message", "message")
+
+
+# -- trace context propagation -------------------------------------------------------------------
+
+
+def _reference(carrier):
+    return propagate.extract(carrier)
+
+
+def _summary(context: Context):
+    span_context = trace.get_current_span(context).get_span_context()
+    return (
+        span_context.trace_id,
+        span_context.span_id,
+        span_context.trace_flags,
+        span_context.is_remote,
+        dict(span_context.trace_state),
+        dict(baggage.get_all(context)),
+    )
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"},
+        {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+        {"traceparent": "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"},
+        {"traceparent": "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"},
+        {"traceparent": "garbage"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "k=v"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "baggage": "tenant=acme"},
+        {},
+    ],
+)
+def test_extract_equals_the_propagators(carrier):
+    assert _summary(_extract(carrier)) == _summary(_reference(carrier))
+
+
+@pytest.mark.parametrize("carrier", [{"traceparent": 7}, {"traceparent": ["x"]}, ["not", "a", "map"], "text"])
+def test_a_malformed_carrier_starts_a_new_trace_instead_of_failing(carrier):
+    assert not trace.get_current_span(_extract(carrier)).get_span_context().is_valid
+
+
+def _injected_by_propagators(span) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_inject_equals_the_propagators(sampled):
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else 0)
+    span = NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=flags))
+    assert _inject(span) == _injected_by_propagators(span)
+
+
+def test_inject_keeps_trace_state_and_baggage():
+    span = NonRecordingSpan(SpanContext(1, 2, is_remote=False, trace_state=TraceState([("vendor", "x")])))
+    assert _inject(span) == _injected_by_propagators(span)
+    assert "tracestate" in _inject(span)
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        plain = NonRecordingSpan(SpanContext(1, 2, is_remote=False))
+        assert _inject(plain) == _injected_by_propagators(plain)
+        assert "baggage" in _inject(plain)
+    finally:
+        otel_context.detach(token)
+
+
+# -- dropped spans ---------------------------------------------------------------------------------
+
+
+def test_a_full_span_queue_counts_every_drop_and_warns_once(caplog):
+    processor = CountingBatchSpanProcessor(InMemorySpanExporter())
+    processor._span_queue_size = 0  # as if the collector had been unreachable for a while
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    dropped = SPANS_DROPPED.labels("queue_full")
+    before = dropped._value.get()
+    with caplog.at_level(logging.WARNING, logger="worker_app.telemetry"):
+        for index in range(200):
+            provider.get_tracer("t").start_span(f"span {index}").end()
+    provider.shutdown()
+    assert dropped._value.get() - before == 200
+    warnings = [record for record in caplog.records if "Span queue full" in record.getMessage()]
+    assert len(warnings) == 1

@@ -1,0 +1,94 @@
+"""The hand-written OTLP encoder decodes to exactly what the SDK's encoder produces."""
+
+from __future__ import annotations
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
+
+from worker_app.otlp_encoding import encode_spans_to_bytes
+
+
+def _decoded(data: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(data)
+    return request
+
+
+def _spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc", "k8s.pod.name": "pod-ü"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    other = TracerProvider(resource=Resource.create({"service.name": "other"}))
+    other.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("worker_app.tracing", "0.1.0", schema_url="https://opentelemetry.io/schemas/1.27.0")
+    plain = provider.get_tracer("plain")
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v")]))
+    parent = set_span_in_context(NonRecordingSpan(remote))
+    attributes = {
+        "str": "dramatiq",
+        "empty": "",
+        "unicode": "é—😀",
+        "true": True,
+        "false": False,
+        "zero": 0,
+        "int": 123456789012,
+        "negative": -42,
+        "float": 1.5,
+        "float_zero": 0.0,
+        "strings": ["a", "", "b"],
+        "ints": [1, -2, 3],
+        "bools": [True, False],
+        "floats": [0.5, -1.0],
+    }
+    with tracer.start_as_current_span(
+        "process clone-queue", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        span.add_event("exception", {"exception.type": "ValueError", "exception.message": "bad"})
+        span.add_event("bare")
+        span.set_status(Status(StatusCode.ERROR, "ValueError: bad"))
+        with plain.start_as_current_span(
+            "child", links=[Link(remote, {"dramatiq.link.type": "previous_attempt"}), Link(span.get_span_context())]
+        ):
+            pass
+    tracer.start_span("send q", kind=SpanKind.PRODUCER).end()
+    tracer.start_span("ok").set_status(Status(StatusCode.OK))
+    ok = tracer.start_span("ok-ended")
+    ok.set_status(Status(StatusCode.OK))
+    ok.end()
+    other.get_tracer("x").start_span("", kind=SpanKind.SERVER).end()
+    return exporter.get_finished_spans()
+
+
+def test_same_request_as_the_sdk_encoder():
+    spans = _spans()
+    assert len(spans) >= 5
+    expected = _decoded(encode_spans(spans).SerializePartialToString())
+    assert _decoded(encode_spans_to_bytes(spans)) == expected
+    # Twice: the second time from the resource, scope and key caches.
+    assert _decoded(encode_spans_to_bytes(spans)) == expected
+
+
+def test_values_the_sdk_skips_fall_back_to_the_sdk_encoder():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("t").start_span("big")
+    span._attributes._dict["huge"] = 2**70  # what a misbehaving instrumentation could leave behind
+    span.end()
+    spans = exporter.get_finished_spans()
+    assert _decoded(encode_spans_to_bytes(spans)) == _decoded(encode_spans(spans).SerializePartialToString())
