@@ -81,6 +81,11 @@ test-observability: venv services tools ## Dashboards, alert rules (promtool) an
 demo: venv services tools ## Run the local end-to-end stack and show what happened
 	$(VENV_PY) ci/demo.py
 
+BENCH_ARGS ?= --profile
+.PHONY: bench
+bench: venv services tools ## Benchmarks (not part of make test): overhead vs bare Dramatiq -> docs/benchmarks.{md,json}
+	$(VENV_PY) -m bench --output docs $(BENCH_ARGS)
+
 .PHONY: lock
 lock: venv ## Re-resolve requirements/*.txt (with hashes) from pyproject.toml and requirements/dev.in
 	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements/runtime.txt -q
