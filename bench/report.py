@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,7 @@ def _goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, A
 
 # -- profile ----------------------------------------------------------------------------------------
 
+_REPO_PREFIX = str(Path(__file__).resolve().parents[1]) + "/"
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
 
 #: Categories of the profile: the first whose marker is anywhere in a sampled stack takes the sample.
@@ -246,7 +248,7 @@ def _frame_name(frame: str) -> str:
     if not match:
         return frame.strip()
     file = match.group("file")
-    for marker in ("site-packages/", "/work/main/", "python3.11/"):
+    for marker in ("site-packages/", _REPO_PREFIX, f"python{sys.version_info.major}.{sys.version_info.minor}/"):
         if marker in file:
             file = file.split(marker, 1)[1]
     return f"{match.group('function')} ({file})"
@@ -296,6 +298,17 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['reps']} repetitions interleaved, {settings['sends']:,} timed sends per enqueue run. "
         "Cells: median (min-max); ratios are per repetition against the bare run of the same repetition."
     )
+    failures = results.get("failures", [])
+    if failures:
+        out.append("")
+        out.append("### Failed runs (left out of every table below)")
+        out.append("")
+        for failure in failures:
+            error = failure["error"].splitlines()[0] if failure["error"] else ""
+            out.append(
+                f"- {failure['config']}, {failure['mode']}, {failure['processes']} process(es), "
+                f"repetition {failure['rep']}: {error}"
+            )
     out.append("")
     out.append("### Goals")
     out.append("")

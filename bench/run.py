@@ -280,7 +280,7 @@ class Bench:
         total = 0
         while time.monotonic() < deadline:
             total = 0
-            for path in run_dir.glob("count-*"):
+            for path in run_dir.glob("count-[0-9]*"):
                 try:
                     total += int(path.read_text() or 0)
                 except (OSError, ValueError):
@@ -503,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "worker_runs": [],
         "enqueue_runs": [],
+        "failures": [],
         "load": [],
     }
     _, busy_mark = procstat.busy_fraction_since()
@@ -522,7 +523,16 @@ def main(argv: list[str] | None = None) -> int:
                     for processes in process_counts:
                         for config in worker_configs:  # interleaved: A B C ... then A B C ... again
                             progress(f"rep {rep} {mode} {processes}p {config.name}")
-                            run = bench.worker_run(config, mode, processes, args.messages, rep)
+                            try:
+                                run = bench.worker_run(config, mode, processes, args.messages, rep)
+                            except BenchError as error:
+                                # Recorded and reported; the other configurations still run.
+                                results["failures"].append(
+                                    {"config": config.name, "mode": mode, "processes": processes, "rep": rep,
+                                     "error": str(error)[-2000:]}
+                                )  # fmt: skip
+                                progress(f"  FAILED: {str(error)[:300]}")
+                                continue
                             results["worker_runs"].append(run)
                             progress(
                                 f"  {run['rate']:.0f} msg/s, {run['cpu_us_per_msg']:.0f} us CPU/msg, "
@@ -570,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.markdown).write_text(markdown)
     print(markdown)
     print(f"results: {output / 'benchmarks.json'}, logs: {workdir}", file=sys.stderr)
+    if results["failures"]:
+        print(f"{len(results['failures'])} worker run(s) failed: see 'Failed runs' in the report", file=sys.stderr)
+        return 1
     return 0
 
 

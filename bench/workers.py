@@ -58,7 +58,7 @@ def _report_forever() -> None:
             next_dump = time.monotonic() + 10
         count = _processed_so_far()
         if count != last:
-            temporary = path.with_suffix(".tmp")
+            temporary = path.with_name(f".{path.name}.tmp")  # not matched by the harness's count-* glob
             temporary.write_text(str(count))
             temporary.replace(path)
             last = count

@@ -182,3 +182,17 @@ def test_a_full_span_queue_counts_every_drop_and_warns_once(caplog):
     assert dropped._value.get() - before == 200
     warnings = [record for record in caplog.records if "Span queue full" in record.getMessage()]
     assert len(warnings) == 1
+
+
+# -- SDK configuration -------------------------------------------------------------------------------
+
+
+def test_the_distros_configurator_is_still_the_sdks_own():
+    """telemetry.py configures through the SDK's configurator, not the distro's subclass, to keep
+    opentelemetry-instrumentation out of every worker process (about 2 MB each). That is only the
+    same thing while the distro's class adds nothing: this fails on an upgrade where it starts to."""
+    from opentelemetry.distro import OpenTelemetryConfigurator
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+    assert OpenTelemetryConfigurator.__bases__ == (_OTelSDKConfigurator,)
+    assert not [name for name in vars(OpenTelemetryConfigurator) if not name.startswith("__") and name != "_abc_impl"]
