@@ -41,6 +41,9 @@ _SDK_DEFAULTS = {
 #: An export unanswered for this long at shutdown means the collector is not there (one that is
 #: answers in milliseconds; the exporter is retrying with back-off): abort it instead of waiting.
 _STUCK_AFTER = 0.5
+#: While the collector is not answering (its last export failed, or the one in progress has waited
+#: this long), the queue keeps at most one export batch instead of its whole OTEL_BSP_MAX_QUEUE_SIZE.
+_DOWN_AFTER = 2.0
 #: The SDK logs a warning for every span it drops from a full queue (thousands a second when the
 #: collector is down); its logger is raised to ERROR and one line a minute says it instead.
 _QUEUE_FULL_LOG_INTERVAL = 60.0
@@ -52,7 +55,8 @@ _WATCH_INTERVAL = 0.1
 SPANS_DROPPED = Counter(
     "worker_telemetry_spans_dropped",
     "Spans that never reached the collector, by reason (export_failed: the collector refused or was "
-    "unreachable; queue_full: spans ended faster than they could be exported).",
+    "unreachable; queue_full: spans ended faster than they could be exported, or while the collector "
+    "was not answering beyond one export batch).",
     ["reason"],
     registry=None,
 )
@@ -71,6 +75,11 @@ class _CountingExporter(SpanExporter):
         self.export_started: float | None = None
         self._shut_down = False
         _exporters.append(self)
+
+    def down(self, now: float) -> bool:
+        """The collector refused the last export, or has left this one unanswered for `_DOWN_AFTER`."""
+        started = self.export_started
+        return self.last_export_failed or (started is not None and now - started >= _DOWN_AFTER)
 
     def stuck(self, now: float) -> bool:
         """The collector did not answer the last export, or has not answered this one for a while
@@ -110,27 +119,40 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`."""
 
     def __init__(self, exporter: SpanExporter) -> None:
-        super().__init__(_CountingExporter(exporter))
+        self._exporter = _CountingExporter(exporter)
+        super().__init__(self._exporter)
         self._queue_full = SPANS_DROPPED.labels("queue_full")
-        # The SDK's queue (a deque kept across forks) and its bound, looked up once rather than per span.
+        # The SDK's queue (a deque the SDK clears, not replaces, after a fork) and its bounds, looked
+        # up once rather than per span.
         batch = getattr(self, "_batch_processor", None)
         self._span_queue = getattr(batch, "_queue", None)
         self._span_queue_size = getattr(batch, "_max_queue_size", 2048)
+        self._outage_queue_size = min(getattr(batch, "_max_export_batch_size", 512), self._span_queue_size)
         self._queue_full_logged = -_QUEUE_FULL_LOG_INTERVAL
 
     def on_end(self, span: ReadableSpan) -> None:
-        # The SDK drops the oldest span when its queue is full and only logs it; count it here.
         queue = self._span_queue
-        if queue is not None and len(queue) >= self._span_queue_size:
-            self._queue_full.inc()
-            now = time.monotonic()
-            if now - self._queue_full_logged >= _QUEUE_FULL_LOG_INTERVAL:
-                self._queue_full_logged = now
-                logger.warning(
-                    "Span queue full (collector down or too slow): dropping the oldest spans, "
-                    "counted in worker_telemetry_spans_dropped_total"
-                )
+        if queue is not None and len(queue) >= self._outage_queue_size:
+            if len(queue) >= self._span_queue_size:
+                # The SDK drops the oldest span of a full queue and only logs it; count it here.
+                self._count_dropped()
+            elif self._exporter.down(time.monotonic()):
+                # The collector is not answering: keep one batch for when it is back and drop the
+                # rest now. Holding the whole queue (2048 spans by default) costs about 25 MB per
+                # process during an outage and saves nothing that outlasts it.
+                self._count_dropped()
+                return
         super().on_end(span)
+
+    def _count_dropped(self) -> None:
+        self._queue_full.inc()
+        now = time.monotonic()
+        if now - self._queue_full_logged >= _QUEUE_FULL_LOG_INTERVAL:
+            self._queue_full_logged = now
+            logger.warning(
+                "Span queue full (collector down or too slow): dropping spans, "
+                "counted in worker_telemetry_spans_dropped_total"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ here compares it with the reference behaviour, so a shortcut can never change wh
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from dramatiq import Middleware
@@ -16,6 +17,7 @@ from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
@@ -170,7 +172,7 @@ def test_inject_keeps_trace_state_and_baggage():
 
 def test_a_full_span_queue_counts_every_drop_and_warns_once(caplog):
     processor = CountingBatchSpanProcessor(InMemorySpanExporter())
-    processor._span_queue_size = 0  # as if the collector had been unreachable for a while
+    processor._span_queue_size = processor._outage_queue_size = 0  # as if the queue had filled up
     provider = TracerProvider()
     provider.add_span_processor(processor)
     dropped = SPANS_DROPPED.labels("queue_full")
@@ -196,3 +198,61 @@ def test_the_distros_configurator_is_still_the_sdks_own():
 
     assert OpenTelemetryConfigurator.__bases__ == (_OTelSDKConfigurator,)
     assert not [name for name in vars(OpenTelemetryConfigurator) if not name.startswith("__") and name != "_abc_impl"]
+
+
+class _CollectorGoingDown(SpanExporter):
+    """Refuses the first export, then leaves every later one waiting (the exporter's retry back-off)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def export(self, spans):
+        self.calls += 1
+        if self.calls == 1:
+            return SpanExportResult.FAILURE
+        self.release.wait(10)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_counted(monkeypatch):
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1024")
+    exporter = _CollectorGoingDown()
+    processor = CountingBatchSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    dropped = SPANS_DROPPED.labels("queue_full")
+    tracer.start_span("first").end()
+    processor.force_flush(5000)  # refused: the collector is now known to be down
+    assert exporter.calls == 1
+    before = dropped._value.get()
+    for index in range(1000):
+        tracer.start_span(f"span {index}").end()
+    queued = len(processor._span_queue)
+    assert queued <= 64  # one batch kept for when the collector is back, not the 1024 the queue allows
+    # Every span is either queued, in the batch the exporter is holding, or counted as dropped.
+    assert dropped._value.get() - before >= 1000 - 64 - 64
+    exporter.release.set()
+    provider.shutdown()
+
+
+def test_a_live_collector_keeps_the_whole_queue(monkeypatch):
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1024")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    exporter = InMemorySpanExporter()
+    processor = CountingBatchSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    dropped = SPANS_DROPPED.labels("queue_full")
+    before = dropped._value.get()
+    for index in range(500):
+        provider.get_tracer("t").start_span(f"span {index}").end()
+    provider.shutdown()
+    assert dropped._value.get() == before
+    assert len(exporter.get_finished_spans()) == 500
