@@ -218,13 +218,20 @@ class _CollectorGoingDown(SpanExporter):
         self.release.set()
 
 
-def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_counted(monkeypatch):
+def _small_queue_provider(monkeypatch, exporter: SpanExporter) -> tuple[CountingBatchSpanProcessor, TracerProvider]:
+    """Batches of 64 spans in a queue of 1024, exported when a batch is full (not on a timer)."""
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1024")
-    exporter = _CollectorGoingDown()
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
     processor = CountingBatchSpanProcessor(exporter)
     provider = TracerProvider()
     provider.add_span_processor(processor)
+    return processor, provider
+
+
+def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_counted(monkeypatch):
+    exporter = _CollectorGoingDown()
+    processor, provider = _small_queue_provider(monkeypatch, exporter)
     tracer = provider.get_tracer("t")
     dropped = SPANS_DROPPED.labels("queue_full")
     tracer.start_span("first").end()
@@ -242,13 +249,8 @@ def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_c
 
 
 def test_a_live_collector_keeps_the_whole_queue(monkeypatch):
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1024")
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
     exporter = InMemorySpanExporter()
-    processor = CountingBatchSpanProcessor(exporter)
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
+    _, provider = _small_queue_provider(monkeypatch, exporter)
     dropped = SPANS_DROPPED.labels("queue_full")
     before = dropped._value.get()
     for index in range(500):
