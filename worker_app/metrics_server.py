@@ -117,7 +117,7 @@ def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerH
 class MetricsServer:
     """A small threaded HTTP server; scrapes never wait for one another."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: WorkerHealth) -> None:
+    def __init__(self, host: str, port: int, registry: ServerRegistry, health: WorkerHealth) -> None:
         handler = _make_handler(registry, health)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -135,7 +135,7 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(registry: CollectorRegistry, health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
+def _make_handler(registry: ServerRegistry, health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "wp-worker-metrics"
 
@@ -144,7 +144,7 @@ def _make_handler(registry: CollectorRegistry, health: WorkerHealth) -> type[Bas
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 try:
-                    body = registry.encode(encoder) if isinstance(registry, ServerRegistry) else encoder(registry)
+                    body = registry.encode(encoder)
                 except Exception:
                     logger.exception("Collecting metrics failed")
                     self._reply(500, b"collecting metrics failed\n", "text/plain; charset=utf-8")
