@@ -52,6 +52,10 @@ test: venv services tools ## Run every test that can run on this machine
 test-worker: venv services ## Worker unit and integration tests only
 	$(VENV)/bin/pytest tests/worker $(PYTEST_ARGS)
 
+.PHONY: cold-check
+cold-check: ## .ci/run in a fresh clone with empty Go, tool and pip caches, with stage times (not in make test)
+	ci/cold-check.sh
+
 .PHONY: image
 image: ## Build the worker image (starts dockerd if needed; makes a local base when none can be pulled)
 	ci/build-image.sh

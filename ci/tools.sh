@@ -115,8 +115,17 @@ ensure() {
   done
 }
 
-# The module cache directory of MODULE as resolved by the wrapper module in DIR.
-module_dir() { (cd "$1" && go list -m -f '{{.Dir}}' "$2"); }
+# module_dir DIR MODULE: the module cache directory of MODULE as resolved by the wrapper
+# module in DIR, downloading it first. `go list -m -f '{{.Dir}}'` alone prints nothing
+# (and succeeds) when the module's source is not in the cache yet, which is every fresh
+# machine: the download makes the directory exist, and an empty answer is an error.
+module_dir() {
+  local dir
+  dir=$(cd "$1" && go mod download "$2" && go list -m -f '{{.Dir}}' "$2")
+  [[ -n $dir && -d $dir ]] ||
+    die "could not get the source of $2 as pinned by ${1#"$repo_root/"}/go.mod (go mod download gave no directory)"
+  printf '%s\n' "$dir"
+}
 
 # require_version DIR MODULE VERSION: the wrapper must pin the version tools.sh pins.
 require_version() {
@@ -190,9 +199,10 @@ install_otelcol() {
 build_prometheus() {
   local out=$1 mod="$repo_root/ci/gomod/prometheus"
   require_version "$mod" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
-  local version build_date
+  local src version build_date
   # The release number (3.16.0) is upstream's VERSION file, which is what promu uses.
-  version=$(<"$(module_dir "$mod" github.com/prometheus/prometheus)/VERSION")
+  src=$(module_dir "$mod" github.com/prometheus/prometheus)
+  version=$(<"$src/VERSION")
   # The module's publication time stands in for the build date, so rebuilding the same
   # version gives the same binary. Revision and Branch stay unset: the module proxy
   # does not record the commit.
@@ -261,29 +271,36 @@ install_etcd() {
 
 # --- command line --------------------------------------------------------------------
 
-# Cheap and often-used tools first; kube-apiserver (a long first build) last.
-all_tools=(helm kubeconform crds actionlint otelcol prometheus etcd kube-apiserver)
+main() {
+  # Cheap and often-used tools first; kube-apiserver (a long first build) last.
+  all_tools=(helm kubeconform crds actionlint otelcol prometheus etcd kube-apiserver)
 
-started=$SECONDS
-requested=("$@")
-[[ ${#requested[@]} -gt 0 ]] || requested=("${all_tools[@]}")
-# Check every name before building anything, so a typo fails at once, not after a build.
-for tool in "${requested[@]}"; do
-  case "$tool" in
-    helm | helm3 | kubeconform | crds | actionlint | otelcol | prometheus | promtool | etcd | kube-apiserver) ;;
-    *) die "unknown tool '$tool' (known: ${all_tools[*]}; helm3 and promtool come with helm and prometheus)" ;;
-  esac
-done
-for tool in "${requested[@]}"; do
-  case "$tool" in
-    helm | helm3) install_helm ;;
-    kubeconform) install_kubeconform ;;
-    crds) "$repo_root/ci/crd-schemas.sh" "$cache_root" "$bin_dir" ;;
-    actionlint) install_actionlint ;;
-    otelcol) install_otelcol ;;
-    prometheus | promtool) install_prometheus ;;
-    etcd) install_etcd ;;
-    kube-apiserver) install_kube_apiserver ;;
-  esac
-done
-log "ready in bin/ ($((SECONDS - started))s): ${requested[*]}"
+  local started=$SECONDS tool
+  local -a requested=("$@")
+  [[ ${#requested[@]} -gt 0 ]] || requested=("${all_tools[@]}")
+  # Check every name before building anything, so a typo fails at once, not after a build.
+  for tool in "${requested[@]}"; do
+    case "$tool" in
+      helm | helm3 | kubeconform | crds | actionlint | otelcol | prometheus | promtool | etcd | kube-apiserver) ;;
+      *) die "unknown tool '$tool' (known: ${all_tools[*]}; helm3 and promtool come with helm and prometheus)" ;;
+    esac
+  done
+  for tool in "${requested[@]}"; do
+    case "$tool" in
+      helm | helm3) install_helm ;;
+      kubeconform) install_kubeconform ;;
+      crds) "$repo_root/ci/crd-schemas.sh" "$cache_root" "$bin_dir" ;;
+      actionlint) install_actionlint ;;
+      otelcol) install_otelcol ;;
+      prometheus | promtool) install_prometheus ;;
+      etcd) install_etcd ;;
+      kube-apiserver) install_kube_apiserver ;;
+    esac
+  done
+  log "ready in bin/ ($((SECONDS - started))s): ${requested[*]}"
+}
+
+# Sourced (the tests of the recipes' resolution steps do), it only defines the functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi
