@@ -45,6 +45,13 @@ converter_rev=$(sha256sum "$converter" | cut -c1-12)
 slot="$cache_root/crd-schemas-po$PROM_OPERATOR_VERSION-keda$KEDA_VERSION-$converter_rev"
 
 mkdir -p "$cache_root" "$bin_dir"
+# One run at a time builds controller-gen and converts the schemas: two `make test`s (or a test run
+# and `make tools`) started together would otherwise delete each other's half-made *.tmp dirs.
+exec {lock_fd}>"$cache_root/.crd-schemas.lock"
+if ! flock -n "$lock_fd"; then
+  log "waiting for another run converting the CRD schemas"
+  flock "$lock_fd"
+fi
 
 # module_dir MODULE@VERSION: download a module through the proxy; print its directory, or nothing
 # (and return 1) when the proxy does not serve it.
