@@ -1,0 +1,67 @@
+{{/* Validation: cross-field checks and the API groups optional objects need. */}}
+
+{{/*
+Cross-field checks values.schema.json cannot express with a clear message. Included by the API
+Deployment, which every release renders.
+*/}}
+{{- define "wp-k8s-service.validate" -}}
+{{- $w := .Values.worker -}}
+{{- $budget := addf $w.shutdownTimeout $w.telemetryFlushTimeout -}}
+{{- if le (float64 $w.terminationGracePeriodSeconds) $budget -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be greater than worker.shutdownTimeout + worker.telemetryFlushTimeout (%v + %v = %v): Kubernetes would kill the worker before it finishes its jobs and flushes its spans" $w.terminationGracePeriodSeconds $w.shutdownTimeout $w.telemetryFlushTimeout $budget) -}}
+{{- end -}}
+{{- if and (eq $w.mode "sidecar") $w.nativeSidecar (semverCompare "<1.29-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "worker.nativeSidecar needs Kubernetes 1.29 or newer (native sidecar containers), the target is %s: set worker.nativeSidecar=false (helm template: pass --kube-version)" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- if and $w.keda.enabled (ne $w.mode "deployment") -}}
+{{- fail "worker.keda.enabled requires worker.mode=deployment: KEDA scales a whole workload, and in sidecar mode that workload is the API Deployment (queue length would scale the API)" -}}
+{{- end -}}
+{{- if and $w.keda.enabled (lt (int $w.keda.maxReplicaCount) (int $w.keda.minReplicaCount)) -}}
+{{- fail (printf "worker.keda.maxReplicaCount (%v) must be at least worker.keda.minReplicaCount (%v)" $w.keda.maxReplicaCount $w.keda.minReplicaCount) -}}
+{{- end -}}
+{{- if and .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
+{{- fail (printf "api.autoscaling.maxReplicas (%v) must be at least api.autoscaling.minReplicas (%v)" .Values.api.autoscaling.maxReplicas .Values.api.autoscaling.minReplicas) -}}
+{{- end -}}
+{{- if and .Values.api.autoscaling.enabled (eq (int .Values.api.autoscaling.targetCPUUtilizationPercentage) 0) (eq (int .Values.api.autoscaling.targetMemoryUtilizationPercentage) 0) -}}
+{{- fail "api.autoscaling.enabled needs api.autoscaling.targetCPUUtilizationPercentage or api.autoscaling.targetMemoryUtilizationPercentage above 0" -}}
+{{- end -}}
+{{- if .Values.embeddedRedis.enabled -}}
+{{- if .Values.redis.host -}}
+{{- fail "redis.host must be empty when embeddedRedis.enabled is true: the API and the worker then connect to the embedded Redis Service" -}}
+{{- end -}}
+{{- if .Values.redis.username -}}
+{{- fail "redis.username is not supported with embeddedRedis.enabled: the embedded Redis only has the default user" -}}
+{{- end -}}
+{{- if .Values.redis.tls.enabled -}}
+{{- fail "redis.tls.enabled is not supported with embeddedRedis.enabled: the embedded Redis serves plain TCP inside the namespace" -}}
+{{- end -}}
+{{- else if not .Values.redis.host -}}
+{{- fail "redis.host is required: set it to your Redis host (for example redis-master.redis.svc.cluster.local), or set embeddedRedis.enabled=true for a development Redis" -}}
+{{- end -}}
+{{- if and .Values.redis.existingSecret .Values.redis.password -}}
+{{- fail "redis.password and redis.existingSecret are mutually exclusive: the password comes from redis.existingSecret (key redis.existingSecretPasswordKey); remove redis.password" -}}
+{{- end -}}
+{{- if and .Values.redis.tls.existingCaSecret (not .Values.redis.tls.enabled) -}}
+{{- fail "redis.tls.existingCaSecret is set but redis.tls.enabled is false: enable TLS or remove the CA Secret" -}}
+{{- end -}}
+{{- range $name, $pdb := dict "api.podDisruptionBudget" .Values.api.podDisruptionBudget "worker.podDisruptionBudget" .Values.worker.podDisruptionBudget -}}
+{{- if and $pdb.enabled (ne (toString $pdb.minAvailable) "") (ne (toString $pdb.maxUnavailable) "") -}}
+{{- fail (printf "%s: set either minAvailable or maxUnavailable, not both (set maxUnavailable to \"\" to use minAvailable)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $value := .Values.otel.resourceAttributes -}}
+{{- if has $key (list "service.name" "service.version" "service.instance.id" "deployment.environment" "k8s.namespace.name" "k8s.pod.name" "k8s.node.name" "k8s.container.name") -}}
+{{- fail (printf "otel.resourceAttributes.%s is set by the chart; use otel.environment, otel.api.serviceName or otel.worker.serviceName instead" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Fail unless the cluster serves an API group/version, or the check is skipped:
+(dict "root" $ "apiVersion" "monitoring.coreos.com/v1" "kind" "ServiceMonitor" "key" "serviceMonitor" "skip" bool).
+*/}}
+{{- define "wp-k8s-service.requireApi" -}}
+{{- if not (or .skip (.root.Capabilities.APIVersions.Has .apiVersion)) -}}
+{{- fail (printf "%s.enabled is true but the cluster does not serve %s (%s): install its CRDs first, or set %s.skipApiCheck=true to render it anyway (helm template: pass --api-versions %s)" .key .apiVersion .kind .key .apiVersion) -}}
+{{- end -}}
+{{- end -}}
