@@ -26,22 +26,6 @@ imagePullSecrets:
 {{- end -}}
 
 {{/*
-Replicas of a Deployment whose count an autoscaler (HPA or KEDA) owns: the live count, so that
-turning the autoscaler on, or any upgrade, never resets the running pods to the API server's
-default of 1; on a first install (or `helm template`), the autoscaler's floor, at least 1 so a new
-release (and its `helm test`) works before the autoscaler first acts.
-(dict "root" . "name" "<Deployment name>" "floor" <minimum replicas>)
-*/}}
-{{- define "wp-k8s-service.autoscaledReplicas" -}}
-{{- $live := lookup "apps/v1" "Deployment" .root.Release.Namespace .name -}}
-{{- if and $live (hasKey ($live.spec | default dict) "replicas") -}}
-{{- $live.spec.replicas -}}
-{{- else -}}
-{{- max .floor 1 -}}
-{{- end -}}
-{{- end -}}
-
-{{/*
 Topology spread constraints: (dict "root" $ "component" "api" "constraints" list). Entries without a
 labelSelector get the component's selector labels, so the defaults need no release-specific values.
 */}}

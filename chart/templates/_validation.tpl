@@ -19,6 +19,19 @@ Deployment, which every release renders.
 {{- if and $w.keda.enabled (lt (int $w.keda.maxReplicaCount) (int $w.keda.minReplicaCount)) -}}
 {{- fail (printf "worker.keda.maxReplicaCount (%v) must be at least worker.keda.minReplicaCount (%v)" $w.keda.maxReplicaCount $w.keda.minReplicaCount) -}}
 {{- end -}}
+{{- if $w.keda.enabled -}}
+{{- if and (eq (int $w.keda.minReplicaCount) 0) (gt (int $w.keda.activationJobs) 0) -}}
+{{- fail (printf "worker.keda.activationJobs (%v) must be 0 when worker.keda.minReplicaCount is 0: with no worker running, fewer outstanding jobs than that would never get one" $w.keda.activationJobs) -}}
+{{- end -}}
+{{- with $w.keda.fallback -}}
+{{- if not (and (hasKey . "failureThreshold") (hasKey . "replicas")) -}}
+{{- fail "worker.keda.fallback needs both failureThreshold and replicas (or leave it empty for no fallback)" -}}
+{{- end -}}
+{{- if gt (int .replicas) (int $w.keda.maxReplicaCount) -}}
+{{- fail (printf "worker.keda.fallback.replicas (%v) must be at most worker.keda.maxReplicaCount (%v)" .replicas $w.keda.maxReplicaCount) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
 {{- fail (printf "api.autoscaling.maxReplicas (%v) must be at least api.autoscaling.minReplicas (%v)" .Values.api.autoscaling.maxReplicas .Values.api.autoscaling.minReplicas) -}}
 {{- end -}}

@@ -8,6 +8,12 @@
 {{- .Values.worker.terminationGracePeriodSeconds | int -}}
 {{- end -}}
 
+{{/* Jobs one worker pod runs at a time, times worker.keda.targetJobsPerThread: KEDA's target per pod. */}}
+{{- define "wp-k8s-service.worker.kedaTarget" -}}
+{{- $w := .Values.worker -}}
+{{- mulf $w.processes $w.threads $w.keda.targetJobsPerThread | ceil | int -}}
+{{- end -}}
+
 {{/* Volumes the worker container needs besides the Redis ones. */}}
 {{- define "wp-k8s-service.worker.volumes" -}}
 - name: worker-tmp

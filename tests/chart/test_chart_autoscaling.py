@@ -1,24 +1,42 @@
-"""Autoscaling: KEDA scales the worker Deployment on its queues, an HPA scales the API."""
+"""Autoscaling: KEDA scales the worker Deployment on all outstanding work, an HPA scales the API, and a
+Deployment whose count an autoscaler owns renders no `replicas`."""
 
 from __future__ import annotations
 
-from chart_support import FULLNAME, find, pod_spec, render_scenario
+from typing import Any
+
+import pytest
+from behaviour_support import with_values
+from chart_support import FULLNAME, HELMS, find, pod_spec, render_chart, render_scenario
+
+WORKER = f"{FULLNAME}-worker"
+
+
+def _keda(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return render_chart(with_values({"worker": {"mode": "deployment", "keda": {"enabled": True, **extra}}}))
 
 
 class TestWorkerKeda:
-    def test_scaled_object_targets_the_worker_on_its_queues(self) -> None:
+    def test_scaled_object_targets_the_worker(self) -> None:
         objects = render_scenario("worker-deployment-keda")
-        deployment = find(objects, "Deployment", f"{FULLNAME}-worker")
-        # KEDA owns the count; a first install (no live Deployment to look up) starts one worker even when
-        # KEDA may scale to zero, so the release works before KEDA first acts.
-        assert deployment["spec"]["replicas"] == 1
         scaled = find(objects, "ScaledObject")
-        assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert scaled["spec"]["scaleTargetRef"]["name"] == find(objects, "Deployment", WORKER)["metadata"]["name"]
         assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 20)
+        assert scaled["spec"]["cooldownPeriod"] == 600
+
+    def test_triggers_count_ready_running_and_delayed_jobs_of_every_queue(self) -> None:
+        objects = render_scenario("worker-deployment-keda")
+        scaled = find(objects, "ScaledObject")
         auth = find(objects, "TriggerAuthentication")
-        triggers = scaled["spec"]["triggers"]
-        assert sorted(t["metadata"]["listName"] for t in triggers) == ["dramatiq:clone-queue", "dramatiq:ping"]
-        for trigger in triggers:
+        triggers = {t["name"]: t for t in scaled["spec"]["triggers"]}
+        # `.msgs`: every unacknowledged message (ready or running); `.DQ.msgs`: delayed jobs and retries.
+        assert {name: t["metadata"]["listName"] for name, t in triggers.items()} == {
+            "clone_queue_pending": "dramatiq:clone-queue.msgs",
+            "clone_queue_delayed": "dramatiq:clone-queue.DQ.msgs",
+            "ping_pending": "dramatiq:ping.msgs",
+            "ping_delayed": "dramatiq:ping.DQ.msgs",
+        }
+        for trigger in triggers.values():
             assert trigger["type"] == "redis"
             assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
             meta = trigger["metadata"]
@@ -27,12 +45,46 @@ class TestWorkerKeda:
                 "6379",
                 "0",
             )
-            assert (meta["listLength"], meta["activationListLength"]) == ("10", "1")
             assert "password" not in meta
+        modifiers = scaled["spec"]["advanced"]["scalingModifiers"]
+        assert sorted(modifiers["formula"].split(" + ")) == sorted(triggers)
+        assert (modifiers["metricType"], modifiers["activationTarget"]) == ("AverageValue", "0")
+
+    @pytest.mark.parametrize(
+        ("processes", "threads", "per_thread", "target"),
+        [(1, 8, 1, "8"), (2, 4, 0.5, "4"), (4, 16, 2, "128"), (1, 3, 0.5, "2")],
+    )
+    def test_target_is_jobs_per_worker_thread(
+        self, processes: int, threads: int, per_thread: float, target: str
+    ) -> None:
+        values = with_values(
+            {
+                "worker": {
+                    "mode": "deployment",
+                    "processes": processes,
+                    "threads": threads,
+                    "keda": {"enabled": True, "targetJobsPerThread": per_thread},
+                }
+            }
+        )
+        scaled = find(render_chart(values), "ScaledObject")
+        assert scaled["spec"]["advanced"]["scalingModifiers"]["target"] == target
+        assert {t["metadata"]["listLength"] for t in scaled["spec"]["triggers"]} == {target}
+
+    def test_advanced_and_fallback_pass_through(self) -> None:
+        scaled = find(render_scenario("worker-deployment-keda"), "ScaledObject")
+        assert scaled["spec"]["fallback"] == {"failureThreshold": 3, "replicas": 2}
+        hpa_config = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+        assert hpa_config == {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}
+
+    def test_no_fallback_by_default(self) -> None:
+        scaled = find(_keda({}), "ScaledObject")
+        assert "fallback" not in scaled["spec"]
+        assert list(scaled["spec"]["advanced"]) == ["scalingModifiers"]
 
     def test_keda_reads_the_password_the_worker_mounts(self) -> None:
         objects = render_scenario("worker-deployment-keda")
-        spec = pod_spec(find(objects, "Deployment", f"{FULLNAME}-worker"))
+        spec = pod_spec(find(objects, "Deployment", WORKER))
         auth = find(objects, "TriggerAuthentication")
         (ref,) = auth["spec"]["secretTargetRef"]
         volume = next(v for v in spec["volumes"] if v["name"] == "redis-password")["secret"]
@@ -45,13 +97,25 @@ class TestWorkerKeda:
 
 
 class TestApiAutoscaling:
-    def test_starts_at_the_autoscaler_floor(self) -> None:
-        # Later upgrades render the live count (a lookup; see tests/cluster), never a reset to 1.
-        objects = render_scenario("worker-deployment-keda")
-        hpa_floor = find(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
-        assert find(objects, "Deployment", FULLNAME)["spec"]["replicas"] == hpa_floor
-
     def test_hpa_scales_the_api_on_cpu_and_memory(self) -> None:
         hpa = find(render_scenario("worker-deployment-keda"), "HorizontalPodAutoscaler")
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+        assert hpa["spec"]["minReplicas"] == 2
         assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+
+
+class TestReplicas:
+    """An autoscaler owns the count: the Deployment renders no `replicas` under `helm template` (as Argo CD
+    and Flux render it), so no sync resets it. tests/cluster checks `helm upgrade` on a live API server."""
+
+    @pytest.mark.parametrize("helm", HELMS)
+    def test_left_out_when_an_autoscaler_owns_them(self, helm: str) -> None:
+        objects = render_scenario("worker-deployment-keda", helm)
+        assert "replicas" not in find(objects, "Deployment", FULLNAME)["spec"], "the HPA owns the API's count"
+        assert "replicas" not in find(objects, "Deployment", WORKER)["spec"], "KEDA owns the worker's count"
+
+    def test_rendered_otherwise(self) -> None:
+        values = with_values({"api": {"replicaCount": 3}, "worker": {"mode": "deployment", "replicaCount": 4}})
+        objects = render_chart(values)
+        assert find(objects, "Deployment", FULLNAME)["spec"]["replicas"] == 3
+        assert find(objects, "Deployment", WORKER)["spec"]["replicas"] == 4

@@ -93,40 +93,43 @@ class TestWorkerContainer:
         assert secret["defaultMode"] == 0o440
 
 
-class TestImages:
-    DIGEST = "sha256:" + "a" * 64
+DIGEST = "sha256:" + "a" * 64
 
-    @pytest.fixture(scope="class")
-    def spec(self) -> dict[str, Any]:
-        objects = render_chart(
-            with_values(
-                {
-                    "api": {
-                        "image": {
-                            "repository": "registry.example/api",
-                            "tag": "2.3.4",
-                            "digest": "",
-                            "pullPolicy": "Always",
-                        }
-                    },
-                    "worker": {
-                        "image": {
-                            "repository": "ghcr.io/wp-k8s-service/worker",
-                            "tag": "",
-                            "digest": self.DIGEST,
-                            "pullPolicy": "IfNotPresent",
-                        }
-                    },
-                }
-            )
+
+@pytest.fixture(scope="module")
+def custom_images() -> dict[str, Any]:
+    """The API pod with a tagged API image and a worker image pinned by digest."""
+    objects = render_chart(
+        with_values(
+            {
+                "api": {
+                    "image": {
+                        "repository": "registry.example/api",
+                        "tag": "2.3.4",
+                        "digest": "",
+                        "pullPolicy": "Always",
+                    }
+                },
+                "worker": {
+                    "image": {
+                        "repository": "ghcr.io/wp-k8s-service/worker",
+                        "tag": "",
+                        "digest": DIGEST,
+                        "pullPolicy": "IfNotPresent",
+                    }
+                },
+            }
         )
-        return api_pod(objects)
+    )
+    return api_pod(objects)
 
-    def test_a_tag_is_used_as_given(self, spec: dict[str, Any]) -> None:
-        assert container(spec, "api")["image"] == "registry.example/api:2.3.4"
 
-    def test_a_digest_pins_the_app_version_tag(self, spec: dict[str, Any]) -> None:
-        assert container(spec, "worker")["image"] == f"ghcr.io/wp-k8s-service/worker:0.1.0@{self.DIGEST}"
+class TestImages:
+    def test_a_tag_is_used_as_given(self, custom_images: dict[str, Any]) -> None:
+        assert container(custom_images, "api")["image"] == "registry.example/api:2.3.4"
 
-    def test_the_tag_is_the_service_version(self, spec: dict[str, Any]) -> None:
-        assert "service.version=2.3.4" in env_values(container(spec, "api"))["OTEL_RESOURCE_ATTRIBUTES"]
+    def test_a_digest_pins_the_app_version_tag(self, custom_images: dict[str, Any]) -> None:
+        assert container(custom_images, "worker")["image"] == f"ghcr.io/wp-k8s-service/worker:0.1.0@{DIGEST}"
+
+    def test_the_tag_is_the_service_version(self, custom_images: dict[str, Any]) -> None:
+        assert "service.version=2.3.4" in env_values(container(custom_images, "api"))["OTEL_RESOURCE_ATTRIBUTES"]

@@ -179,6 +179,31 @@ BAD_VALUES = {
         {"otel": {"resourceAttributes": {"team": "a,b"}}},
         r"/otel/resourceAttributes/team",
     ),
+    "keda-activation-with-scale-to-zero": (
+        {"worker": {"mode": "deployment", "keda": {"enabled": True, "minReplicaCount": 0, "activationJobs": 3}}},
+        r"worker\.keda\.activationJobs \(3\) must be 0 when worker\.keda\.minReplicaCount is 0",
+    ),
+    "keda-fallback-incomplete": (
+        {"worker": {"mode": "deployment", "keda": {"enabled": True, "fallback": {"replicas": 2}}}},
+        r"worker\.keda\.fallback needs both failureThreshold and replicas",
+    ),
+    "keda-fallback-above-max": (
+        {
+            "worker": {
+                "mode": "deployment",
+                "keda": {"enabled": True, "maxReplicaCount": 3, "fallback": {"failureThreshold": 3, "replicas": 5}},
+            }
+        },
+        r"worker\.keda\.fallback\.replicas \(5\) must be at most worker\.keda\.maxReplicaCount \(3\)",
+    ),
+    "keda-scaling-modifiers-are-the-charts": (
+        {"worker": {"keda": {"advanced": {"scalingModifiers": {"formula": "x"}}}}},
+        r"/worker/keda/advanced.*additional properties 'scalingModifiers'",
+    ),
+    "keda-old-list-length": (
+        {"worker": {"keda": {"listLength": 5}}},
+        r"/worker/keda.*additional properties 'listLength'",
+    ),
     "hpa-bounds": (
         {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
         r"api\.autoscaling\.maxReplicas \(2\) must be at least api\.autoscaling\.minReplicas \(5\)",
