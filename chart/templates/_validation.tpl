@@ -10,6 +10,25 @@ Deployment, which every release renders.
 {{- if le (float64 $w.terminationGracePeriodSeconds) $budget -}}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be greater than worker.shutdownTimeout + worker.telemetryFlushTimeout (%v + %v = %v): Kubernetes would kill the worker before it finishes its jobs and flushes its spans" $w.terminationGracePeriodSeconds $w.shutdownTimeout $w.telemetryFlushTimeout $budget) -}}
 {{- end -}}
+{{- $api := .Values.api -}}
+{{- if and (not $api.lifecycle) (ge (int $api.preStopSleepSeconds) (int $api.terminationGracePeriodSeconds)) (gt (int $api.preStopSleepSeconds) 0) -}}
+{{- fail (printf "api.terminationGracePeriodSeconds (%v) must be greater than api.preStopSleepSeconds (%v): the grace period covers the preStop sleep and then the API's own shutdown" $api.terminationGracePeriodSeconds $api.preStopSleepSeconds) -}}
+{{- end -}}
+{{- if and (eq $w.mode "sidecar") $w.nativeSidecar -}}
+{{- $native := add (int $api.terminationGracePeriodSeconds) $budget -}}
+{{- if le (float64 $w.terminationGracePeriodSeconds) (float64 $native) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be greater than api.terminationGracePeriodSeconds + worker.shutdownTimeout + worker.telemetryFlushTimeout (%v + %v + %v = %v) with worker.nativeSidecar: a native sidecar is stopped only after the API has exited" $w.terminationGracePeriodSeconds $api.terminationGracePeriodSeconds $w.shutdownTimeout $w.telemetryFlushTimeout $native) -}}
+{{- end -}}
+{{- end -}}
+{{- $live := $api.livenessProbe -}}
+{{- $ready := $api.readinessProbe -}}
+{{- if and $live.enabled $ready.enabled -}}
+{{- $liveWindow := mul (int $live.periodSeconds) (int $live.failureThreshold) -}}
+{{- $readyWindow := mul (int $ready.periodSeconds) (int $ready.failureThreshold) -}}
+{{- if le $liveWindow $readyWindow -}}
+{{- fail (printf "api.livenessProbe gives up after %vs (periodSeconds x failureThreshold = %v x %v), not later than api.readinessProbe (%vs = %v x %v): a pod that should only leave the Service would be restarted; make the liveness probe more tolerant" $liveWindow $live.periodSeconds $live.failureThreshold $readyWindow $ready.periodSeconds $ready.failureThreshold) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq $w.mode "sidecar") $w.nativeSidecar (semverCompare "<1.29-0" .Capabilities.KubeVersion.Version) -}}
 {{- fail (printf "worker.nativeSidecar needs Kubernetes 1.29 or newer (native sidecar containers), the target is %s: set worker.nativeSidecar=false (helm template: pass --kube-version)" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}

@@ -161,6 +161,20 @@ BAD_VALUES = {
         r"worker\.terminationGracePeriodSeconds \(65\) must be greater than "
         r"worker\.shutdownTimeout \+ worker\.telemetryFlushTimeout \(60 \+ 5 = 65\)",
     ),
+    "grace-period-shorter-than-prestop": (
+        {"api": {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30}},
+        r"api\.terminationGracePeriodSeconds \(30\) must be greater than api\.preStopSleepSeconds \(30\)",
+    ),
+    "native-sidecar-grace-period": (
+        {"worker": {"nativeSidecar": True, "terminationGracePeriodSeconds": 90}},
+        r"worker\.terminationGracePeriodSeconds \(90\) must be greater than api\.terminationGracePeriodSeconds \+ "
+        r"worker\.shutdownTimeout \+ worker\.telemetryFlushTimeout \(30 \+ 60 \+ 5 = 95\) with worker\.nativeSidecar",
+    ),
+    "liveness-stricter-than-readiness": (
+        {"api": {"livenessProbe": {"failureThreshold": 1}}},
+        r"api\.livenessProbe gives up after 10s \(periodSeconds x failureThreshold = 10 x 1\), not later than "
+        r"api\.readinessProbe \(10s = 5 x 2\)",
+    ),
     "password-and-existing-secret": (
         {"redis": {"existingSecret": "redis", "password": "x"}},
         r"redis\.password and redis\.existingSecret are mutually exclusive",
@@ -249,7 +263,7 @@ def test_api_checks_pass_when_the_cluster_serves_the_crds() -> None:
 
 
 def test_native_sidecar_needs_kubernetes_1_29() -> None:
-    values = _merge(default_values(), {"worker": {"nativeSidecar": True}})
+    values = _merge(default_values(), {"worker": {"nativeSidecar": True, "terminationGracePeriodSeconds": 120}})
     with pytest.raises(HelmError, match=r"worker\.nativeSidecar needs Kubernetes 1\.29"):
         render_chart(values, kube_version="1.28")
     render_chart(values, kube_version="1.29")
