@@ -101,7 +101,29 @@ class TestApiAutoscaling:
         hpa = find(render_scenario("worker-deployment-keda"), "HorizontalPodAutoscaler")
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
         assert hpa["spec"]["minReplicas"] == 2
-        assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+        assert {m["containerResource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+
+    @pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+    def test_hpa_measures_the_api_container_only(self, mode: str) -> None:
+        """In sidecar mode the worker shares the pod: whole-pod CPU would let worker load scale the API."""
+        values = with_values(
+            {
+                "worker": {"mode": mode},
+                "api": {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 70}},
+            }
+        )
+        objects = render_chart(values)
+        hpa = find(objects, "HorizontalPodAutoscaler")
+        metrics = hpa["spec"]["metrics"]
+        assert [m["type"] for m in metrics] == ["ContainerResource", "ContainerResource"]
+        assert [(m["containerResource"]["name"], m["containerResource"]["container"]) for m in metrics] == [
+            ("cpu", "api"),
+            ("memory", "api"),
+        ]
+        assert [m["containerResource"]["target"]["averageUtilization"] for m in metrics] == [75, 70]
+        containers = [c["name"] for c in pod_spec(find(objects, "Deployment", FULLNAME))["containers"]]
+        assert "api" in containers
+        assert ("worker" in containers) == (mode == "sidecar")
 
 
 class TestReplicas:
