@@ -81,6 +81,9 @@ Deployment, which every release renders.
 {{- fail (printf "%s: set either minAvailable or maxUnavailable, not both (set maxUnavailable to \"\" to use minAvailable)" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.networkPolicy.enabled .Values.networkPolicy.cloneEgressTo (not $w.clone.allowedHosts) -}}
+{{- fail "networkPolicy.cloneEgressTo is set but worker.clone.allowedHosts is empty: clone jobs reach no site, so no clone egress is rendered; set the hosts or remove the peers" -}}
+{{- end -}}
 {{- range $key, $value := .Values.otel.resourceAttributes -}}
 {{- if has $key (list "service.name" "service.version" "service.instance.id" "deployment.environment" "k8s.namespace.name" "k8s.pod.name" "k8s.node.name" "k8s.container.name") -}}
 {{- fail (printf "otel.resourceAttributes.%s is set by the chart; use otel.environment, otel.api.serviceName or otel.worker.serviceName instead" $key) -}}

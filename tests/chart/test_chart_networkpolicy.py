@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from behaviour_support import with_values
 from chart_support import FULLNAME, RELEASE, find_all, render_chart, render_scenario
 
 
@@ -50,8 +51,15 @@ class TestApiPolicy:
             "kubernetes.io/metadata.name": "ingress-nginx"
         }
 
-    def test_egress_like_the_worker(self, deployment_mode: dict[str, dict[str, Any]]) -> None:
-        assert deployment_mode[FULLNAME]["egress"] == deployment_mode[f"{FULLNAME}-worker"]["egress"]
+    def test_egress_to_dns_redis_collector_and_its_own_extra_only(
+        self, deployment_mode: dict[str, dict[str, Any]]
+    ) -> None:
+        """In deployment mode the API pods do not run clone jobs: no web egress, and the API's database
+        rule (`apiExtraEgress`) stays off the worker."""
+        api, worker = deployment_mode[FULLNAME], deployment_mode[f"{FULLNAME}-worker"]
+        egress_ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in api["egress"]]
+        assert egress_ports == [[(53, "TCP"), (53, "UDP")], [(6379, "TCP")], [(4318, "TCP")], [(5432, "TCP")]]
+        assert api["egress"][:3] == worker["egress"][:3], "DNS, Redis and the collector alike"
 
     def test_sidecar_mode_adds_the_metrics_ingress(self, sidecar_mode: dict[str, dict[str, Any]]) -> None:
         api = sidecar_mode[FULLNAME]
@@ -75,6 +83,35 @@ class TestApiPolicy:
         ]
         assert api["egress"][2] == {"ports": [{"port": 443, "protocol": "TCP"}]}
 
+    @pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+    def test_extra_egress_per_workload(self, mode: str) -> None:
+        def rule(port: int) -> dict[str, Any]:
+            return {"ports": [{"port": port, "protocol": "TCP"}]}
+
+        values = with_values(
+            {
+                "worker": {"mode": mode},
+                "networkPolicy": {
+                    "enabled": True,
+                    "extraEgress": [rule(50001)],
+                    "apiExtraEgress": [rule(50002)],
+                    "workerExtraEgress": [rule(50003)],
+                },
+            }
+        )
+        policies = _policies(render_chart(values))
+
+        def extra_ports(name: str) -> list[int]:
+            return [r["ports"][0]["port"] for r in policies[name]["egress"] if r["ports"][0]["port"] > 50000]
+
+        if mode == "sidecar":
+            # The worker runs in the API pods: they need both workloads' egress.
+            assert extra_ports(FULLNAME) == [50001, 50003, 50002]
+            assert f"{FULLNAME}-worker" not in policies
+        else:
+            assert extra_ports(FULLNAME) == [50001, 50002]
+            assert extra_ports(f"{FULLNAME}-worker") == [50001, 50003]
+
 
 class TestWorkerPolicy:
     def test_ingress_from_monitoring_on_metrics(self, deployment_mode: dict[str, dict[str, Any]]) -> None:
@@ -84,16 +121,51 @@ class TestWorkerPolicy:
             "kubernetes.io/metadata.name": "monitoring"
         }
 
-    def test_egress_to_dns_redis_collector_and_extra(self, deployment_mode: dict[str, dict[str, Any]]) -> None:
+    def test_egress_to_dns_redis_collector_and_clone_targets(self, deployment_mode: dict[str, dict[str, Any]]) -> None:
         worker = deployment_mode[f"{FULLNAME}-worker"]
         egress_ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in worker["egress"]]
-        assert egress_ports == [[(53, "TCP"), (53, "UDP")], [(6379, "TCP")], [(4318, "TCP")], [(5432, "TCP")]]
+        assert egress_ports == [
+            [(53, "TCP"), (53, "UDP")],
+            [(6379, "TCP")],
+            [(4318, "TCP")],
+            [(80, "TCP"), (443, "TCP")],
+        ]
         assert worker["egress"][1]["to"][0]["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "redis"
         }
         assert worker["egress"][2]["to"][0]["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "observability"
         }
+
+
+class TestDnsPeer:
+    def test_configurable_peers(self, deployment_mode: dict[str, dict[str, Any]]) -> None:
+        """The scenario adds NodeLocal DNSCache's link-local address next to CoreDNS."""
+        dns = deployment_mode[f"{FULLNAME}-worker"]["egress"][0]
+        assert dns["to"][1] == {"ipBlock": {"cidr": "169.254.20.10/32"}}
+        assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+
+    @pytest.mark.parametrize(
+        ("dns", "ports"),
+        [
+            ({}, [53]),
+            ({"dnsPorts": [53, 5353]}, [53, 5353]),
+            ({"dnsPorts": [5353], "dnsEgressTo": []}, [5353]),
+        ],
+    )
+    def test_ports_and_peers(self, dns: dict[str, Any], ports: list[int]) -> None:
+        objects = render_chart(with_values({"networkPolicy": {"enabled": True, **dns}}))
+        for policy in _policies(objects).values():
+            if "egress" not in policy or not policy["egress"]:
+                continue
+            rule = policy["egress"][0]
+            assert rule["ports"] == [{"port": p, "protocol": proto} for p in ports for proto in ("UDP", "TCP")]
+            if dns.get("dnsEgressTo") == []:
+                assert "to" not in rule, "an empty peer list allows any destination on the DNS ports"
+            else:
+                assert rule["to"][0]["namespaceSelector"]["matchLabels"] == {
+                    "kubernetes.io/metadata.name": "kube-system"
+                }
 
 
 class TestTestPodPolicy:

@@ -218,6 +218,14 @@ BAD_VALUES = {
         {"worker": {"keda": {"listLength": 5}}},
         r"/worker/keda.*additional properties 'listLength'",
     ),
+    "dns-without-ports": (
+        {"networkPolicy": {"enabled": True, "dnsPorts": []}},
+        r"/networkPolicy/dnsPorts",
+    ),
+    "clone-egress-without-hosts": (
+        {"networkPolicy": {"enabled": True, "cloneEgressTo": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}},
+        r"networkPolicy\.cloneEgressTo is set but worker\.clone\.allowedHosts is empty",
+    ),
     "hpa-bounds": (
         {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
         r"api\.autoscaling\.maxReplicas \(2\) must be at least api\.autoscaling\.minReplicas \(5\)",
