@@ -29,9 +29,6 @@ Deployment, which every release renders.
 {{- fail (printf "api.livenessProbe gives up after %vs (periodSeconds x failureThreshold = %v x %v), not later than api.readinessProbe (%vs = %v x %v): a pod that should only leave the Service would be restarted; make the liveness probe more tolerant" $liveWindow $live.periodSeconds $live.failureThreshold $readyWindow $ready.periodSeconds $ready.failureThreshold) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (eq $w.mode "sidecar") $w.nativeSidecar (semverCompare "<1.29-0" .Capabilities.KubeVersion.Version) -}}
-{{- fail (printf "worker.nativeSidecar needs Kubernetes 1.29 or newer (native sidecar containers), the target is %s: set worker.nativeSidecar=false (helm template: pass --kube-version)" .Capabilities.KubeVersion.Version) -}}
-{{- end -}}
 {{- if and $w.keda.enabled (ne $w.mode "deployment") -}}
 {{- fail "worker.keda.enabled requires worker.mode=deployment: KEDA scales a whole workload, and in sidecar mode that workload is the API Deployment (queue length would scale the API)" -}}
 {{- end -}}
