@@ -81,11 +81,32 @@ Deployment, which every release renders.
 {{- if and .Values.networkPolicy.enabled .Values.networkPolicy.cloneEgressTo (not $w.clone.allowedHosts) -}}
 {{- fail "networkPolicy.cloneEgressTo is set but worker.clone.allowedHosts is empty: clone jobs reach no site, so no clone egress is rendered; set the hosts or remove the peers" -}}
 {{- end -}}
+{{- $sm := .Values.serviceMonitor -}}
+{{- if $sm.enabled -}}
+{{- $timeout := include "wp-k8s-service.durationSeconds" $sm.scrapeTimeout | float64 -}}
+{{- $interval := include "wp-k8s-service.durationSeconds" $sm.interval | float64 -}}
+{{- if gt $timeout $interval -}}
+{{- fail (printf "serviceMonitor.scrapeTimeout (%s) must not exceed serviceMonitor.interval (%s): Prometheus rejects such a scrape configuration" $sm.scrapeTimeout $sm.interval) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.tests.enabled (not (has "ping" $w.queues)) -}}
+{{- fail (printf "tests.enabled needs a worker that consumes the ping queue, but worker.queues is [%s]: the helm test pod enqueues a ping job and would time out; add ping to worker.queues or set tests.enabled=false" (join ", " $w.queues)) -}}
+{{- end -}}
 {{- range $key, $value := .Values.otel.resourceAttributes -}}
 {{- if has $key (list "service.name" "service.version" "service.instance.id" "deployment.environment" "k8s.namespace.name" "k8s.pod.name" "k8s.node.name" "k8s.container.name") -}}
 {{- fail (printf "otel.resourceAttributes.%s is set by the chart; use otel.environment, otel.api.serviceName or otel.worker.serviceName instead" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Seconds of a Prometheus duration (`1m30s`, `500ms`), as a float. */}}
+{{- define "wp-k8s-service.durationSeconds" -}}
+{{- $units := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 "w" 604800.0 "y" 31536000.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" (toString .) -1 -}}
+{{- $total = addf $total (mulf (regexFind "^[0-9]+" . | float64) (index $units (regexFind "(ms|s|m|h|d|w|y)$" .))) -}}
+{{- end -}}
+{{- $total -}}
 {{- end -}}
 
 {{/*

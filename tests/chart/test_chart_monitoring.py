@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from chart_support import FULLNAME, NAMESPACE, find, find_all, render_scenario
+from behaviour_support import with_values
+from chart_support import FULLNAME, NAMESPACE, find, find_all, render_chart, render_scenario
 
 
 class TestServiceMonitor:
@@ -40,6 +41,12 @@ class TestServiceMonitor:
         assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
         assert endpoint["relabelings"][0]["targetLabel"] == "node"
         assert endpoint["metricRelabelings"][0]["action"] == "drop"
+
+    @pytest.mark.parametrize(("interval", "timeout"), [("30s", "30s"), ("1m", "59s"), ("2m", "1m30s"), ("1h", "500ms")])
+    def test_scrape_timeout_up_to_the_interval_renders(self, interval: str, timeout: str) -> None:
+        values = with_values({"serviceMonitor": {"enabled": True, "interval": interval, "scrapeTimeout": timeout}})
+        (endpoint,) = find(render_chart(values), "ServiceMonitor")["spec"]["endpoints"]
+        assert (endpoint["interval"], endpoint["scrapeTimeout"]) == (interval, timeout)
 
     def test_off_by_default(self) -> None:
         assert not find_all(render_scenario("defaults"), "ServiceMonitor")

@@ -226,6 +226,18 @@ BAD_VALUES = {
         {"networkPolicy": {"enabled": True, "cloneEgressTo": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}},
         r"networkPolicy\.cloneEgressTo is set but worker\.clone\.allowedHosts is empty",
     ),
+    "scrape-timeout-above-interval": (
+        {"serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "1m"}},
+        r"serviceMonitor\.scrapeTimeout \(1m\) must not exceed serviceMonitor\.interval \(30s\)",
+    ),
+    "scrape-timeout-above-interval-compound": (
+        {"serviceMonitor": {"enabled": True, "interval": "1m30s", "scrapeTimeout": "1m30s500ms"}},
+        r"serviceMonitor\.scrapeTimeout \(1m30s500ms\) must not exceed serviceMonitor\.interval \(1m30s\)",
+    ),
+    "helm-test-without-ping": (
+        {"worker": {"queues": ["clone-queue"]}},
+        r"tests\.enabled needs a worker that consumes the ping queue, but worker\.queues is \[clone-queue\]",
+    ),
     "hpa-bounds": (
         {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
         r"api\.autoscaling\.maxReplicas \(2\) must be at least api\.autoscaling\.minReplicas \(5\)",
