@@ -61,6 +61,9 @@ Deployment, which every release renders.
 {{- if .Values.redis.username -}}
 {{- fail "redis.username is not supported with embeddedRedis.enabled: the embedded Redis only has the default user" -}}
 {{- end -}}
+{{- if regexMatch "[\"\\\\\n]" .Values.redis.password -}}
+{{- fail "redis.password must not contain a double quote, a backslash or a line break with embeddedRedis.enabled: the embedded Redis reads it as a quoted configuration value" -}}
+{{- end -}}
 {{- if .Values.redis.tls.enabled -}}
 {{- fail "redis.tls.enabled is not supported with embeddedRedis.enabled: the embedded Redis serves plain TCP inside the namespace" -}}
 {{- end -}}

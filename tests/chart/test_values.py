@@ -180,6 +180,10 @@ BAD_VALUES = {
         r"redis\.password and redis\.existingSecret are mutually exclusive",
     ),
     "embedded-with-host": ({"embeddedRedis": {"enabled": True}}, r"redis\.host must be empty when embeddedRedis"),
+    "embedded-password-with-quote": (
+        {"embeddedRedis": {"enabled": True}, "redis": {"host": "", "password": 'pa"ss'}},
+        r"redis\.password must not contain a double quote, a backslash or a line break with embeddedRedis\.enabled",
+    ),
     "ca-without-tls": ({"redis": {"tls": {"existingCaSecret": "ca"}}}, r"redis\.tls\.existingCaSecret is set"),
     "pdb-both-bounds": (
         {"api": {"podDisruptionBudget": {"minAvailable": 1}}},
