@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from behaviour_support import with_values
 from chart_support import FULLNAME, HELMS, find, pod_spec, render_chart, render_scenario
+from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
+from testsupport.redis_server import RedisServer
 
 WORKER = f"{FULLNAME}-worker"
 
@@ -141,3 +144,61 @@ class TestReplicas:
         objects = render_chart(values)
         assert find(objects, "Deployment", FULLNAME)["spec"]["replicas"] == 3
         assert find(objects, "Deployment", WORKER)["spec"]["replicas"] == 4
+
+
+#: KEDA 2.20's redis scaler counts a key with this script (pkg/scalers/redis_scaler.go, verbatim).
+KEDA_REDIS_SCALER_LUA = """
+    local listName = KEYS[1]
+    local listType = redis.call('type', listName).ok
+    if listType == 'zset' then
+        return redis.call('zcard', listName)
+    elseif listType == 'set' then
+        return redis.call('scard', listName)
+    elseif listType == 'hash' then
+        return redis.call('hlen', listName)
+    elseif listType == 'list' or listType == 'none' then
+        return redis.call('llen', listName)
+    else
+        return redis.error_reply('ERR unsupported key type: ' .. listType)
+    end
+"""
+
+
+@pytest.mark.integration
+class TestKedaOnARealBroker:
+    """The keys the ScaledObject watches, counted the way KEDA counts them, against what a real Dramatiq
+    Redis broker stores for ready, running and delayed messages."""
+
+    def test_outstanding_work_is_ready_plus_running_plus_delayed(self, redis_server: RedisServer) -> None:
+        scaled = find(render_scenario("worker-deployment-keda"), "ScaledObject")
+        keys = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
+        terms = scaled["spec"]["advanced"]["scalingModifiers"]["formula"].split(" + ")
+        client = redis_server.client()
+        client.flushdb()
+        count = client.register_script(KEDA_REDIS_SCALER_LUA)
+
+        def outstanding() -> int:
+            return sum(int(count(keys=[keys[term]])) for term in terms)
+
+        broker = RedisBroker(url=redis_server.url, middleware=[])
+        try:
+            broker.declare_queue("clone-queue")
+
+            def message() -> Message[Any]:
+                return Message(queue_name="clone-queue", actor_name="clone_wordpress", args=(), kwargs={}, options={})
+
+            broker.enqueue(message())
+            broker.enqueue(message(), delay=3_600_000)  # a retry backing off, or a job scheduled for later
+            assert outstanding() == 2
+            assert client.llen("dramatiq:clone-queue") == 1, "the ready list alone sees only one"
+
+            consumer = broker.consume("clone-queue", prefetch=1, timeout=100)
+            running = next(m for m in consumer if m is not None)
+            assert client.llen("dramatiq:clone-queue") == 0, "a fetched job leaves the ready list"
+            assert outstanding() == 2, "a running job still counts: its pod must not be scaled in"
+            consumer.ack(running)
+            consumer.close()
+            assert outstanding() == 1, "the delayed job keeps a worker, even with minReplicaCount 0"
+        finally:
+            broker.close()
+            client.flushdb()
