@@ -37,6 +37,8 @@ WHOLE_VALUE_DEFINITIONS = {
     "#/definitions/podSecurityContext",
     "#/definitions/containerSecurityContext",
     "#/definitions/strategy",
+    "#/definitions/kedaAdvanced",
+    "#/definitions/kedaFallback",
 }
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?:\s|$)")

@@ -161,11 +161,29 @@ BAD_VALUES = {
         r"worker\.terminationGracePeriodSeconds \(65\) must be greater than "
         r"worker\.shutdownTimeout \+ worker\.telemetryFlushTimeout \(60 \+ 5 = 65\)",
     ),
+    "grace-period-shorter-than-prestop": (
+        {"api": {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30}},
+        r"api\.terminationGracePeriodSeconds \(30\) must be greater than api\.preStopSleepSeconds \(30\)",
+    ),
+    "native-sidecar-grace-period": (
+        {"worker": {"nativeSidecar": True, "terminationGracePeriodSeconds": 90}},
+        r"worker\.terminationGracePeriodSeconds \(90\) must be greater than api\.terminationGracePeriodSeconds \+ "
+        r"worker\.shutdownTimeout \+ worker\.telemetryFlushTimeout \(30 \+ 60 \+ 5 = 95\) with worker\.nativeSidecar",
+    ),
+    "liveness-stricter-than-readiness": (
+        {"api": {"livenessProbe": {"failureThreshold": 1}}},
+        r"api\.livenessProbe gives up after 10s \(periodSeconds x failureThreshold = 10 x 1\), not later than "
+        r"api\.readinessProbe \(10s = 5 x 2\)",
+    ),
     "password-and-existing-secret": (
         {"redis": {"existingSecret": "redis", "password": "x"}},
         r"redis\.password and redis\.existingSecret are mutually exclusive",
     ),
     "embedded-with-host": ({"embeddedRedis": {"enabled": True}}, r"redis\.host must be empty when embeddedRedis"),
+    "embedded-password-with-quote": (
+        {"embeddedRedis": {"enabled": True}, "redis": {"host": "", "password": 'pa"ss'}},
+        r"redis\.password must not contain a double quote, a backslash or a line break with embeddedRedis\.enabled",
+    ),
     "ca-without-tls": ({"redis": {"tls": {"existingCaSecret": "ca"}}}, r"redis\.tls\.existingCaSecret is set"),
     "pdb-both-bounds": (
         {"api": {"podDisruptionBudget": {"minAvailable": 1}}},
@@ -178,6 +196,51 @@ BAD_VALUES = {
     "comma-in-resource-attribute": (
         {"otel": {"resourceAttributes": {"team": "a,b"}}},
         r"/otel/resourceAttributes/team",
+    ),
+    "keda-activation-with-scale-to-zero": (
+        {"worker": {"mode": "deployment", "keda": {"enabled": True, "minReplicaCount": 0, "activationJobs": 3}}},
+        r"worker\.keda\.activationJobs \(3\) must be 0 when worker\.keda\.minReplicaCount is 0",
+    ),
+    "keda-fallback-incomplete": (
+        {"worker": {"mode": "deployment", "keda": {"enabled": True, "fallback": {"replicas": 2}}}},
+        r"worker\.keda\.fallback needs both failureThreshold and replicas",
+    ),
+    "keda-fallback-above-max": (
+        {
+            "worker": {
+                "mode": "deployment",
+                "keda": {"enabled": True, "maxReplicaCount": 3, "fallback": {"failureThreshold": 3, "replicas": 5}},
+            }
+        },
+        r"worker\.keda\.fallback\.replicas \(5\) must be at most worker\.keda\.maxReplicaCount \(3\)",
+    ),
+    "keda-scaling-modifiers-are-the-charts": (
+        {"worker": {"keda": {"advanced": {"scalingModifiers": {"formula": "x"}}}}},
+        r"/worker/keda/advanced.*additional properties 'scalingModifiers'",
+    ),
+    "keda-old-list-length": (
+        {"worker": {"keda": {"listLength": 5}}},
+        r"/worker/keda.*additional properties 'listLength'",
+    ),
+    "dns-without-ports": (
+        {"networkPolicy": {"enabled": True, "dnsPorts": []}},
+        r"/networkPolicy/dnsPorts",
+    ),
+    "clone-egress-without-hosts": (
+        {"networkPolicy": {"enabled": True, "cloneEgressTo": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}},
+        r"networkPolicy\.cloneEgressTo is set but worker\.clone\.allowedHosts is empty",
+    ),
+    "scrape-timeout-above-interval": (
+        {"serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "1m"}},
+        r"serviceMonitor\.scrapeTimeout \(1m\) must not exceed serviceMonitor\.interval \(30s\)",
+    ),
+    "scrape-timeout-above-interval-compound": (
+        {"serviceMonitor": {"enabled": True, "interval": "1m30s", "scrapeTimeout": "1m30s500ms"}},
+        r"serviceMonitor\.scrapeTimeout \(1m30s500ms\) must not exceed serviceMonitor\.interval \(1m30s\)",
+    ),
+    "helm-test-without-ping": (
+        {"worker": {"queues": ["clone-queue"]}},
+        r"tests\.enabled needs a worker that consumes the ping queue, but worker\.queues is \[clone-queue\]",
     ),
     "hpa-bounds": (
         {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
@@ -224,8 +287,9 @@ def test_api_checks_pass_when_the_cluster_serves_the_crds() -> None:
 
 
 def test_native_sidecar_needs_kubernetes_1_29() -> None:
-    values = _merge(default_values(), {"worker": {"nativeSidecar": True}})
-    with pytest.raises(HelmError, match=r"worker\.nativeSidecar needs Kubernetes 1\.29"):
+    values = _merge(default_values(), {"worker": {"nativeSidecar": True, "terminationGracePeriodSeconds": 120}})
+    # Chart.yaml's kubeVersion (>=1.29) refuses older clusters for every configuration, native sidecars too.
+    with pytest.raises(HelmError, match=r"chart requires kubeVersion: >=1\.29\.0-0"):
         render_chart(values, kube_version="1.28")
     render_chart(values, kube_version="1.29")
 
