@@ -21,6 +21,8 @@ cache_root=${WP_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wp-k8s-service/tool
 # time, so the two cannot drift apart silently).
 HELM_VERSION=v4.3.1
 HELM3_VERSION=v3.22.0
+# The minor of the k8s.io/client-go that helm v3.22.0's go.mod requires (v0.37.0): see install_helm.
+HELM3_K8S_MINOR=37
 KUBECONFORM_VERSION=v0.7.0
 ACTIONLINT_VERSION=v1.7.12
 # Builder and every component in ci/otelcol/manifest.yaml share this version (the
@@ -149,9 +151,13 @@ install_helm() {
     "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
   # Helm 3 is still what many users run: the chart is linted and rendered with both.
   # Its binary is also called helm, so it is linked as bin/helm3.
+  # Helm 3's Makefile also stamps the Kubernetes version of its client-go (v0.37.0 in 3.22.0, so
+  # 1.37) as the default cluster version of `helm template`/`lint`; without it Helm 3 assumes 1.20
+  # and refuses charts whose kubeVersion is newer. Helm 4 reads it from its build info.
+  local k8s=helm.sh/helm/v3/pkg
   ensure helm3 "$HELM3_VERSION" helm3=helm "" gobin_install \
     "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+    "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION -X $k8s/lint/rules.k8sVersionMajor=1 -X $k8s/lint/rules.k8sVersionMinor=$HELM3_K8S_MINOR -X $k8s/chartutil.k8sVersionMajor=1 -X $k8s/chartutil.k8sVersionMinor=$HELM3_K8S_MINOR"
 }
 
 install_kubeconform() {

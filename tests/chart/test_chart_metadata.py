@@ -31,6 +31,11 @@ class TestKubeVersion:
             render_chart(default_values(), helm=helm, kube_version=f"{major}.{minor - 1}")
         assert render_chart(default_values(), helm=helm, kube_version=f"{major}.{minor}")
 
+    @pytest.mark.parametrize("helm", HELMS)
+    def test_renders_without_kube_version_as_official_builds_do(self, helm: str) -> None:
+        """Released helm binaries assume a current cluster for `helm template`; so must ours (ci/tools.sh)."""
+        assert "kind: Deployment" in run_helm(["template", "wp", str(CHART), "--set", "redis.host=redis"], helm=helm)
+
 
 class TestChartLock:
     """Committed, like the Airflow and Bitnami charts' locks: `helm dependency build .` checks it against
