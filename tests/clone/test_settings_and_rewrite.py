@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from worker_app.envparse import ConfigError
+from worker_app.config.envparse import ConfigError
 from worker_app.errors import InvalidJobArguments
 from worker_app.wordpress import CloneSettings
 from worker_app.wordpress.rewrite import LinkRewriter, media_url_map

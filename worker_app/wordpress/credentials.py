@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..envparse import ConfigError
+from ..config.envparse import ConfigError
 from ..errors import InvalidJobArguments
 
 AUTH_PREFIX = "WORDPRESS_AUTH_"

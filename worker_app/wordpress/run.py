@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from ..clone_args import CloneOptions, validate_site_url
 from ..errors import InvalidJobArguments
 from .client import WordPressAPIError, WordPressClient
+from .clone_args import CloneOptions, CloneRequest
 from .credentials import Credentials
 from .reader import check_target_user, index_target, read_source, source_edit_context
 from .rewrite import LinkRewriter
@@ -27,18 +27,18 @@ _tracer = trace.get_tracer("worker_app.wordpress")
 logger = logging.getLogger("worker_app.wordpress")
 
 
-def run_clone(source_url: str, target_url: str, options: CloneOptions, settings: CloneSettings) -> dict[str, Any]:
+def run_clone(request: CloneRequest, settings: CloneSettings) -> dict[str, Any]:
     """Copy the source site's content to the target; returns the JSON-able summary.
+
+    `request` is validated (`parse_clone_request`); here the operator's policy decides where it may
+    connect.
 
     Raises `InvalidJobArguments` when the job can never succeed (a refused host or address, missing
     or rejected credentials, not a WordPress site) and `TransientJobError` when it may succeed later
     (timeouts, 5xx after retries); a retried job resumes without duplicates (items match by slug).
     """
     started = time.monotonic()
-    source_url = validate_site_url("source_url", source_url)
-    target_url = validate_site_url("target_url", target_url)
-    if source_url.lower() == target_url.lower():
-        raise InvalidJobArguments("source_url and target_url are the same site")
+    source_url, target_url, options = request.source_url, request.target_url, request.options
     policy = HostPolicy(settings.allowed_hosts, settings.allowed_networks)
     # Before any request: a refused URL costs nothing and sends no packet.
     policy.check_url("source_url", source_url)

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..envparse import ConfigError, env_bool, env_float, env_int, env_list, env_str
+from ..config.envparse import ConfigError, env_bool, env_float, env_int, env_list, env_str
 from .credentials import AUTH_PREFIX, CredentialStore, parse_credentials
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

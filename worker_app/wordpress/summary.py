@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clone_args import CONTENT_TYPES
+from .clone_args import CONTENT_TYPES
 from .metrics import CLONE_ITEMS
 
 RESULTS: tuple[str, ...] = ("copied", "updated", "skipped", "failed")

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..clone_args import CloneOptions
 from .client import WordPressAPIError, WordPressClient
+from .clone_args import CloneOptions
 from .reader import ROUTES, SourceContent, TargetIndex
 from .rewrite import LinkRewriter, media_url_map
 from .summary import Summary
