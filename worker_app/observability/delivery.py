@@ -157,19 +157,10 @@ class DeliveryTracker(Middleware):
         result: object | None = None,
         exception: BaseException | None = None,
     ) -> None:
-        active = self._take(message)
-        if active is not None:
-            delivery = active.delivery
-            delivery.exception = exception
-            delivery.outcome = classify(broker, message, exception, retried=delivery.retried)
-            self._finish(active)
+        self._finish(broker, message, exception, skipped=False)
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        active = self._take(message)
-        if active is not None:
-            delivery = active.delivery
-            delivery.outcome = classify(broker, message, None, retried=delivery.retried, skipped=True)
-            self._finish(active)
+        self._finish(broker, message, None, skipped=True)
 
     def _take(self, message: MessageProxy) -> _Active | None:
         active: _Active | None = getattr(self._local, "active", None)
@@ -183,7 +174,14 @@ class DeliveryTracker(Middleware):
             return None
         return active
 
-    def _finish(self, active: _Active) -> None:
+    def _finish(self, broker: Broker, message: MessageProxy, exception: BaseException | None, *, skipped: bool) -> None:
+        active = self._take(message)
+        if active is None:
+            return
+        delivery = active.delivery
+        delivery.exception = exception
+        # The decision, made here and nowhere else.
+        delivery.outcome = classify(broker, message, exception, retried=delivery.retried, skipped=skipped)
         for observer, state in reversed(active.states):
             try:
                 observer.delivery_finished(active.delivery, state)
