@@ -118,7 +118,19 @@ class _CountingExporter(SpanExporter):
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`."""
+    """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`.
+
+    Spans the collector refused or never received count as `export_failed`; spans dropped from a
+    full queue (or beyond one export batch while the collector is not answering) as `queue_full`.
+
+    :param exporter: the exporter to send batches with. Positional: the SDK's configurator
+      constructs its `export_span_processor` with the exporter as the only argument.
+
+    Example::
+
+        provider = TracerProvider()
+        provider.add_span_processor(CountingBatchSpanProcessor(OTLPSpanExporter()))
+    """
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = _CountingExporter(exporter)
