@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 H = TypeVar("H")
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, kw_only=True)
 class Delivery:
     """What is known about the delivery running in this thread.
 
@@ -127,7 +127,12 @@ class DeliveryTracker(Middleware):
         if leftover is not None:
             self._abandon(leftover)
         active = _Active(
-            Delivery(message, canonical_queue(message.queue_name), message.actor_name, time.perf_counter())
+            Delivery(
+                message=message,
+                queue=canonical_queue(message.queue_name),
+                actor=message.actor_name,
+                started=time.perf_counter(),
+            )
         )
         self._local.active = active
         for observer in self._observers:

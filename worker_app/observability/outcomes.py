@@ -37,7 +37,7 @@ SKIPPED = "skipped"
 OUTCOMES = (SUCCESS, RETRIED, FAILED, SKIPPED)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryOutcome:
     """The decision about one delivery.
 
@@ -66,15 +66,15 @@ def classify(
     :param skipped: a middleware skipped the message before the actor ran (`after_skip_message`).
     """
     if skipped:
-        return DeliveryOutcome(SKIPPED, error=False, final_error=False)
+        return DeliveryOutcome(outcome=SKIPPED, error=False, final_error=False)
     error = exception is not None and not isinstance(exception, Retry) and not is_non_error(broker, message, exception)
     if error and (message.failed or not retried):
-        return DeliveryOutcome(FAILED, error=True, final_error=True)
+        return DeliveryOutcome(outcome=FAILED, error=True, final_error=True)
     if message.failed:
-        return DeliveryOutcome(FAILED, error=error, final_error=False)
+        return DeliveryOutcome(outcome=FAILED, error=error, final_error=False)
     if retried:
-        return DeliveryOutcome(RETRIED, error=error, final_error=False)
-    return DeliveryOutcome(SUCCESS, error=False, final_error=False)
+        return DeliveryOutcome(outcome=RETRIED, error=error, final_error=False)
+    return DeliveryOutcome(outcome=SUCCESS, error=False, final_error=False)
 
 
 def is_non_error(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:

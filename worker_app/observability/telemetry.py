@@ -169,7 +169,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SdkConfig:
     """What this package decides about the SDK of a process (the SDK reads the rest from `OTEL_*`).
 

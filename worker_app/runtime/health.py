@@ -65,7 +65,7 @@ def alive_worker_pids(directory: MetricsDirectory) -> list[int]:
     return alive
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthReport:
     """The answer of `/healthz`.
 

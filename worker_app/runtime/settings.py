@@ -47,7 +47,7 @@ _RESOURCE_PAIR = re.compile(r"^[^=,\s][^=,]*=[^,]*$")
 __all__ = ["ConfigError", "OtelSettings", "RedisSettings", "Settings"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RedisSettings:
     """Where Redis is and how to reach it (`REDIS_*`); the password never appears in `repr()`.
 
@@ -99,7 +99,7 @@ class RedisSettings:
         return f"{scheme}://{user}{self.host}:{self.port}/{self.db}{secret}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OtelSettings:
     """The `OTEL_*` values this package checks at start (the SDK reads them again itself).
 
@@ -115,7 +115,7 @@ class OtelSettings:
     endpoint: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything the worker and its producers are configured with, validated (README, "Configuration").
 

@@ -23,7 +23,7 @@ DEFAULT_MAX_MEDIA_BYTES = 50 * 1024 * 1024
 MAX_URL_LENGTH = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloneOptions:
     """The documented `options` argument of `clone_wordpress`; every field is optional in the JSON.
 
@@ -45,7 +45,7 @@ class CloneOptions:
     map_authors: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloneRequest:
     """A validated clone: what `run_clone` takes.
 

@@ -52,7 +52,7 @@ _HOST_PATTERN = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9
 _IPV6_HOST = re.compile(r"^[0-9a-f:.]+$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloneSettings:
     """The operator's configuration of the clone, read once at start (the module docstring has the table).
 
