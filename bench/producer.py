@@ -38,9 +38,10 @@ def _set_up_tracing(kind: str) -> None:
         install_noop_sdk("bench-producer")
     elif kind == "otlp":
         from worker_app.observability.telemetry import configure_tracing
+        from worker_app.runtime.broker import sdk_config
         from worker_app.runtime.process import process_settings
 
-        configure_tracing(process_settings().sdk_config())
+        configure_tracing(sdk_config(process_settings()))
     else:
         raise ValueError(kind)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .observability.telemetry import configure_tracing, shutdown_tracing
 from .observability.tracing import OpenTelemetryMiddleware
-from .runtime.broker import install_tracing
+from .runtime.broker import install_tracing, sdk_config
 from .runtime.process import process_broker, process_settings
 
 if TYPE_CHECKING:
@@ -53,10 +53,11 @@ class DramatiqTracing:
         settings = process_settings()
         if service_name:
             settings = dataclasses.replace(settings, service_name=service_name)
-        provider = configure_tracing(settings.sdk_config())
+        sdk = sdk_config(settings)
+        provider = configure_tracing(sdk)
         install_tracing(
             broker or process_broker(),
-            tracing=OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=settings.sdk_config()),
+            tracing=OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=sdk),
         )
         return provider
 

@@ -24,6 +24,7 @@ from ..fastpath.direct_hooks import DirectHooks
 from ..observability.delivery import DeliveryTracker
 from ..observability.failure_log import FailureLog
 from ..observability.metrics import PrometheusMetrics
+from ..observability.telemetry import SdkConfig
 from ..observability.tracing import OpenTelemetryMiddleware
 from .health import ProcessHeartbeat
 
@@ -63,7 +64,7 @@ def build_broker(
 
     Nothing else depends on the order.
     """
-    tracing = tracing or OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=settings.sdk_config())
+    tracing = tracing or OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=sdk_config(settings))
     metrics = metrics or PrometheusMetrics(exemplar_dir=settings.multiproc_dir)
     deliveries = DeliveryTracker(observers=[tracing, metrics, FailureLog()])
     middleware: list[Middleware] = [
@@ -83,6 +84,15 @@ def build_broker(
     if result_ttl:
         middleware.append(Results(backend=RedisBackend(client=client), result_ttl=result_ttl))
     return FastRedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)  # type: ignore[no-untyped-call]
+
+
+def sdk_config(settings: Settings) -> SdkConfig:
+    """What the OpenTelemetry SDK of a process is configured with (the SDK reads the rest from `OTEL_*`)."""
+    return SdkConfig(
+        service_name=settings.service_name,
+        disabled=settings.otel.sdk_disabled,
+        flush_timeout=settings.telemetry_flush_timeout,
+    )
 
 
 def redis_client(settings: Settings, *, socket_timeout: float | None = None, fail_fast: bool = False) -> redis.Redis:

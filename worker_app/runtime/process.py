@@ -14,7 +14,6 @@ import dramatiq
 from dramatiq import Broker
 
 from ..observability.logs import configure_logging
-from .broker import build_broker
 from .settings import Settings
 
 _broker: Broker | None = None
@@ -37,6 +36,10 @@ def setup_logging(settings: Settings) -> None:
 
 def process_broker() -> Broker:
     """The process-wide broker, built from `process_settings()` on first use and set as Dramatiq's global."""
+    # Imported here: the middleware stack loads the OpenTelemetry SDK, which the supervisor (PID 1,
+    # no broker of its own) must not carry.
+    from .broker import build_broker  # noqa: PLC0415
+
     global _broker  # noqa: PLW0603 - Dramatiq itself keeps one global broker
     with _broker_lock:
         if _broker is None:

@@ -27,7 +27,6 @@ from ..config.envparse import (
     env_str,
 )
 from ..config.queues import ALL_QUEUES
-from ..observability.telemetry import SdkConfig
 from ..wordpress.settings import CloneSettings
 
 DEFAULT_SERVICE_NAME = "wp-k8s-service-worker"
@@ -185,14 +184,6 @@ class Settings:
             service_name=_service_name(env),
             otel=_otel_settings(env),
             clone=CloneSettings.from_env(env),
-        )
-
-    def sdk_config(self) -> SdkConfig:
-        """What the OpenTelemetry SDK of a process is configured with."""
-        return SdkConfig(
-            service_name=self.service_name,
-            disabled=self.otel.sdk_disabled,
-            flush_timeout=self.telemetry_flush_timeout,
         )
 
 
