@@ -94,9 +94,8 @@ class _Active:
 class DeliveryTracker(Middleware):
     """Keeps one `Delivery` record per worker thread and tells its observers about it.
 
-    It decides each delivery's outcome once, after Dramatiq's `Retries` has failed or re-enqueued
-    the message, so it must come before `Retries` in the middleware list (after-hooks run in
-    reverse order); `build_broker` places it (see there for the whole order).
+    It decides each delivery's outcome once, in its after-hook; where it stands in the middleware
+    list (so that `Retries` has decided by then) is `runtime.broker.build_broker`'s rule.
 
     :param observers: what reads the records (e.g. `OpenTelemetryMiddleware`, `PrometheusMetrics`,
       `FailureLog`), told of a start in this order and of the end in reverse.

@@ -24,10 +24,10 @@ logger = logging.getLogger(LOGGER_NAME)
 class FailureLog:
     """Logs `Job dead-lettered: <reason>` for each delivery that dead-lettered its message.
 
-    A `DeliveryObserver`: it reads the record `DeliveryTracker` keeps, and is told of the end before
-    tracing, so the line carries the consumer span's `trace_id` (and, with `CurrentMessage` earlier
-    in the middleware, the job's `actor` and `message_id`). Fields: `error_type`, `retries`,
-    `dead_letter_queue`. It takes no parameters.
+    A `DeliveryObserver`: it reads the record `DeliveryTracker` keeps and writes while the job is
+    still current (`build_broker` arranges it), so the JSON line carries the job's `trace_id`,
+    `actor` and `message_id`. Fields: `error_type`, `retries`, `dead_letter_queue`. It takes no
+    parameters.
 
     Example::
 
