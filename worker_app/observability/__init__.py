@@ -10,7 +10,6 @@
 - `logs`: JSON log lines correlated with the trace and the job.
 
 Nothing here reads the environment or the settings: the runtime gives each class what it needs.
-Loggers that existed before this package was split keep their names (`worker_app.tracing`,
-`worker_app.telemetry`, `worker_app.exemplars`, `worker_app.queue_depth`, `worker_app.health`,
-`worker_app.metrics_server`), since log queries select on them.
+Loggers that existed before the package was split keep their names (`worker_app.tracing`, ...),
+since log queries select on them.
 """

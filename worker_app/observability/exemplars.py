@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from .metrics_dir import MetricsDirectory
 
-logger = logging.getLogger("worker_app.exemplars")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.exemplars")  # its name from before the split: log queries select on it
 
 _WRITE_INTERVAL = 2.0
 

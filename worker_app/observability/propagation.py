@@ -20,7 +20,7 @@ from ..fastpath.traceparent import TRACEPARENT, format_traceparent, is_default_t
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-logger = logging.getLogger("worker_app.tracing")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.tracing")  # its name from before the split: log queries select on it
 
 #: Message option holding the W3C carrier of the context the message was created in.
 CONTEXT_OPTION = "otel_context"

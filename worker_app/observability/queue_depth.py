@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from ..config.queues import REDIS_NAMESPACE
 
-logger = logging.getLogger("worker_app.queue_depth")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.queue_depth")  # its name from before the split: log queries select on it
 
 STATES = ("ready", "in_flight", "delayed", "dead")
 _WARN_INTERVAL = 60.0

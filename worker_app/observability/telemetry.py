@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
 
-logger = logging.getLogger("worker_app.telemetry")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.telemetry")  # its name from before the split: log queries select on it
 
 #: Defaults that differ from the bare SDK's: traces over OTLP/HTTP, and no OTel metrics or logs
 #: (metrics are Prometheus', logs go to stdout as JSON). Explicit `OTEL_*` values always win.

@@ -24,7 +24,7 @@ from ..observability.metrics_dir import MetricsDirectory
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
 
-logger = logging.getLogger("worker_app.health")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.health")  # its name from before the split: log queries select on it
 
 #: The gauge of worker processes up.
 WORKER_PROCESSES_METRIC = "dramatiq_worker_processes"

@@ -11,7 +11,7 @@ from prometheus_client.exposition import choose_encoder
 from ..observability.exposition import ServerRegistry
 from .health import WorkerHealth
 
-logger = logging.getLogger("worker_app.metrics_server")  # the name log queries know (see the package docstring)
+logger = logging.getLogger("worker_app.metrics_server")  # its name from before the split: log queries select on it
 
 
 class MetricsServer:
