@@ -112,15 +112,6 @@ class DeliveryTracker(Middleware):
         self._observers = tuple(observers)
         self._local = threading.local()
 
-    @property
-    def observers(self) -> tuple[DeliveryObserver[Any], ...]:
-        return self._observers
-
-    def current(self) -> Delivery | None:
-        """The delivery running in the calling thread, if any."""
-        active: _Active | None = getattr(self._local, "active", None)
-        return None if active is None else active.delivery
-
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         leftover: _Active | None = getattr(self._local, "active", None)
         if leftover is not None:
