@@ -37,10 +37,11 @@ def _set_up_tracing(kind: str) -> None:
 
         install_noop_sdk("bench-producer")
     elif kind == "otlp":
-        from worker_app.settings import load_settings
-        from worker_app.telemetry import configure_tracing
+        from worker_app.observability.telemetry import configure_tracing
+        from worker_app.runtime.broker import sdk_config
+        from worker_app.runtime.process import process_settings
 
-        configure_tracing(load_settings())
+        configure_tracing(sdk_config(process_settings()))
     else:
         raise ValueError(kind)
 

@@ -39,8 +39,8 @@ def actor_names() -> list[tuple[str, str]]:
 def write_worker_metrics(directory: str) -> None:
     """What one worker process leaves in the metrics directory after running every actor."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    from worker_app.exemplars import ExemplarRecorder
-    from worker_app.metrics import PROCESSING_TIME_BUCKETS, PrometheusMetrics
+    from worker_app.observability.exemplars import ExemplarRecorder
+    from worker_app.observability.metrics import PROCESSING_TIME_BUCKETS, PrometheusMetrics
 
     metrics = PrometheusMetrics(exemplar_dir=directory)
     recorder = ExemplarRecorder(directory, PROCESSING_TIME_BUCKETS)
@@ -64,8 +64,10 @@ def main() -> int:
         write_worker_metrics(sys.argv[2])
         return 0
 
-    from worker_app.metrics_server import MetricsServer, WorkerHealth, build_registry
-    from worker_app.queue_depth import QueueDepthCollector
+    from worker_app.observability.exposition import ServerRegistry
+    from worker_app.observability.queue_depth import QueueDepthCollector
+    from worker_app.runtime.health import WorkerHealth, WorkerProcessesCollector
+    from worker_app.runtime.server import MetricsServer
 
     url = os.environ["REDIS_URL"]
     client = redis.Redis.from_url(url)
@@ -97,9 +99,10 @@ def main() -> int:
             counted.connection_pool.connection_class = Counting
             return counted
 
-        depth = QueueDepthCollector(client_factory, queues)
-        health = WorkerHealth(directory, 2, lambda: True)
-        server = MetricsServer("127.0.0.1", 0, build_registry(directory, depth, health), health)
+        depth = QueueDepthCollector(client_factory=client_factory, queues=queues)
+        health = WorkerHealth(metrics_dir=directory, expected_processes=2, child_running=lambda: True)
+        registry = ServerRegistry(directory, depth, WorkerProcessesCollector(health=health))
+        server = MetricsServer(host="127.0.0.1", port=0, registry=registry, health=health)
         server.start()
         endpoint = f"http://127.0.0.1:{server.port}/metrics"
 

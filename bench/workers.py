@@ -76,7 +76,7 @@ def build_broker(config: str) -> Any:
             from opentelemetry.sdk.trace import TracerProvider
 
             from bench.naive_otel import NoopExporter
-            from worker_app.telemetry import CountingBatchSpanProcessor
+            from worker_app.observability.telemetry import CountingBatchSpanProcessor
 
             provider = TracerProvider()
             provider.add_span_processor(CountingBatchSpanProcessor(NoopExporter()))

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from .envparse import ConfigError
-from .logs import configure_logging
-from .settings import DEFAULT_SERVICE_NAME, load_settings
-from .supervisor import EXIT_CONFIG, Supervisor
+from .config.envparse import ConfigError
+from .runtime.process import process_settings, setup_logging
+from .runtime.settings import DEFAULT_SERVICE_NAME
+from .runtime.supervisor import EXIT_CONFIG, Supervisor
 
 
 def main() -> int:
     try:
-        settings = load_settings()
+        settings = process_settings()
     except ConfigError as error:
         # One line, naming the variable: this is what `kubectl logs` shows for a bad value.
         print(f"{DEFAULT_SERVICE_NAME}: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, settings.log_format, settings.service_name)
-    return Supervisor(settings).run()
+    setup_logging(settings)
+    return Supervisor(settings=settings).run()
 
 
 if __name__ == "__main__":

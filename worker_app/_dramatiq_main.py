@@ -6,10 +6,8 @@ import sys
 
 from dramatiq.cli import main
 
-from .logs import configure_logging
-from .settings import load_settings
+from .runtime.process import process_settings, setup_logging
 
 if __name__ == "__main__":
-    _settings = load_settings()
-    configure_logging(_settings.log_level, _settings.log_format, _settings.service_name)
+    setup_logging(process_settings())
     sys.exit(main())

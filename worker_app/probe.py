@@ -14,8 +14,9 @@ import time
 
 import redis
 
-from .envparse import ConfigError
-from .settings import DEFAULT_SERVICE_NAME, load_settings
+from .config.envparse import ConfigError
+from .runtime.process import process_settings
+from .runtime.settings import DEFAULT_SERVICE_NAME
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
     try:
-        settings = load_settings()
+        settings = process_settings()
     except ConfigError as error:
         print(f"{DEFAULT_SERVICE_NAME} probe: configuration error: {error}", file=sys.stderr)
         return 2
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probe: Redis error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
-        from .telemetry import shutdown_tracing  # noqa: PLC0415
+        from .observability.telemetry import shutdown_tracing  # noqa: PLC0415
 
         shutdown_tracing(settings.telemetry_flush_timeout)
     print(f"probe: no worker processed the ping within {args.timeout:.0f}s", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The actors. The API imports this module to enqueue (`clone_wordpress.send(...)`); so does the worker.
 
-Importing it builds the broker from the environment (see `worker_app.settings`), so configure the
-environment before the first import.
+Importing it builds the broker from the environment (`runtime.process`, the settings of
+`worker_app.runtime.settings`), so configure the environment before the first import.
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ from typing import Any
 
 import dramatiq
 
-from .broker import get_broker
-from .clone_args import parse_clone_options, validate_site_url
+from .config.queues import CLONE_QUEUE, PING_QUEUE
 from .errors import InvalidJobArguments
-from .queues import CLONE_QUEUE, PING_QUEUE
-from .settings import load_settings
-from .wordpress import run_clone
+from .runtime.process import process_broker, process_settings
+from .wordpress import parse_clone_request, run_clone
 
 logger = logging.getLogger(__name__)
 
-broker = get_broker()
+_settings = process_settings()
+broker = process_broker()
 #: Clone summaries are stored for WORKER_RESULT_TTL seconds when it is set (a result backend).
-_STORE_RESULTS = load_settings().result_ttl > 0
+_STORE_RESULTS = _settings.result_ttl > 0
 
 #: Where `ping` records the nonces it saw, for `python -m worker_app.probe` to find.
 PROBE_KEY_PREFIX = "wp-k8s-service:probe:"
@@ -51,19 +50,15 @@ def clone_wordpress(source_url: str, target_url: str, options: dict[str, Any] | 
     """Copy a WordPress site's content from `source_url` to `target_url` (see `worker_app.wordpress`).
 
     Arguments are validated first: a bad one is a permanent failure (dead-lettered, not retried)
-    with a message saying what is wrong. `options` is documented in `worker_app.clone_args`.
+    with a message saying what is wrong. `options` is documented in `worker_app.wordpress.clone_args`.
     The clone's summary is logged and, when WORKER_RESULT_TTL is set, stored as the job's result.
     """
-    source = validate_site_url("source_url", source_url)
-    target = validate_site_url("target_url", target_url)
-    if source == target:
-        raise InvalidJobArguments("target_url: must differ from source_url")
-    parsed = parse_clone_options(options)
+    request = parse_clone_request(source_url, target_url, options)
     logger.info(
         "clone requested",
-        extra={"source_url": source, "target_url": target, "dry_run": parsed.dry_run},
+        extra={"source_url": request.source_url, "target_url": request.target_url, "dry_run": request.options.dry_run},
     )
-    summary = run_clone(source, target, parsed, load_settings().clone)  # logs the summary itself
+    summary = run_clone(request, _settings.clone)  # logs the summary itself
     # Without a result backend Dramatiq would warn at every job that the return value is dropped.
     return summary if _STORE_RESULTS else None
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from .logs import configure_logging
-from .settings import load_settings
+from .runtime.process import process_settings, setup_logging
 
-_settings = load_settings()
 # Each worker process configures its own logging: with the forkserver start method (Python 3.14+)
 # nothing is inherited from the parent.
-configure_logging(_settings.log_level, _settings.log_format, _settings.service_name)
+setup_logging(process_settings())
 
 from .tasks import broker  # noqa: E402 - logging first, so broker and actor setup logs are JSON
 

@@ -21,7 +21,7 @@ from worker_app.wordpress.transport import guarded_session
 
 
 def make_client(site, settings, *, authenticated=True, sleep=time.sleep):
-    policy = HostPolicy(settings.allowed_hosts, settings.allowed_networks)
+    policy = HostPolicy(allowed_hosts=settings.allowed_hosts, allowed_networks=settings.allowed_networks)
     session = guarded_session(policy, user_agent="tests", verify=True)
     credentials = settings.credentials.lookup("127.0.0.1", site.port) if authenticated else None
     return WordPressClient(
@@ -124,7 +124,7 @@ def silent_port():
 
 def test_a_site_that_never_answers_is_retried_then_fails_as_transient(wp_sites, silent_port):
     settings = CloneSettings.from_env(clone_env(wp_sites, CLONE_HTTP_TIMEOUT="0.3", CLONE_HTTP_RETRIES="2"))
-    policy = HostPolicy(settings.allowed_hosts, settings.allowed_networks)
+    policy = HostPolicy(allowed_hosts=settings.allowed_hosts, allowed_networks=settings.allowed_networks)
     client = WordPressClient(
         role="source",
         site_url=f"http://127.0.0.1:{silent_port}",
@@ -153,7 +153,9 @@ def test_response_and_media_size_limits(wp_sites):
 
 
 def test_policy_allowlist_and_non_public_addresses():
-    policy = HostPolicy(("blog.example.com", "*.example.org", "10.1.2.3", "localhost"), ())
+    policy = HostPolicy(
+        allowed_hosts=("blog.example.com", "*.example.org", "10.1.2.3", "localhost"), allowed_networks=()
+    )
     assert policy.host_allowed("BLOG.example.com.")
     assert policy.host_allowed("a.b.example.org")
     assert not policy.host_allowed("example.org.evil.net")
@@ -173,13 +175,15 @@ def test_policy_allowlist_and_non_public_addresses():
         with pytest.raises(AddressRefused):
             policy.check_peer("h", address)
     policy.check_peer("h", "93.184.216.34")  # public: allowed
-    allowed = HostPolicy(("10.1.2.3",), (__import__("ipaddress").ip_network("10.0.0.0/8"),))
+    allowed = HostPolicy(
+        allowed_hosts=("10.1.2.3",), allowed_networks=(__import__("ipaddress").ip_network("10.0.0.0/8"),)
+    )
     assert allowed.address_refusal(__import__("ipaddress").ip_address("10.1.2.3")) is None
 
 
 def test_every_connection_is_checked_at_its_peer_address(wp_sites):
     # The host name is allowed, but the address it connects to is not: as after a DNS rebinding.
-    policy = HostPolicy(("127.0.0.1",), ())
+    policy = HostPolicy(allowed_hosts=("127.0.0.1",), allowed_networks=())
     session = guarded_session(policy, user_agent="tests", verify=True)
     with pytest.raises(AddressRefused, match=r"127\.0\.0\.1 is a loopback address"):
         session.get(f"{wp_sites.source.url}/wp-json/", timeout=5)
@@ -220,7 +224,7 @@ def redirecting_server():
 
 def test_a_redirect_is_checked_like_the_url_itself(wp_sites, redirecting_server):
     settings = CloneSettings.from_env(clone_env(wp_sites, CLONE_ALLOWED_HOSTS="127.0.0.1,10.1.2.3"))
-    policy = HostPolicy(settings.allowed_hosts, settings.allowed_networks)
+    policy = HostPolicy(allowed_hosts=settings.allowed_hosts, allowed_networks=settings.allowed_networks)
     client = WordPressClient(
         role="source",
         site_url=f"http://127.0.0.1:{redirecting_server}",

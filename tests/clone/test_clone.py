@@ -12,9 +12,8 @@ from conftest import clone_env
 from opentelemetry.trace import SpanKind
 from wpcheck import assert_cloned, by_slug, fingerprint, rest, source_url_mentions
 
-from worker_app.clone_args import parse_clone_options
 from worker_app.errors import InvalidJobArguments, TransientJobError
-from worker_app.wordpress import CloneSettings, run_clone
+from worker_app.wordpress import CloneSettings, parse_clone_request, run_clone
 from worker_app.wordpress.metrics import CLONE_ITEMS
 from worker_app.wordpress.writer import Cloner
 
@@ -35,7 +34,7 @@ ALL_SKIPPED = {
 
 
 def clone(sites, settings, **options):
-    return run_clone(sites.source.url, sites.target.url, parse_clone_options(options), settings)
+    return run_clone(parse_clone_request(sites.source.url, sites.target.url, options), settings)
 
 
 def metric(content_type: str, result: str) -> float:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from worker_app.envparse import ConfigError
+from worker_app.config.envparse import ConfigError
 from worker_app.errors import InvalidJobArguments
 from worker_app.wordpress import CloneSettings
 from worker_app.wordpress.rewrite import LinkRewriter, media_url_map
@@ -106,7 +106,7 @@ TARGET = "https://new.example.org"
 
 
 def test_site_links_change_origin_in_every_spelling_and_keep_their_path():
-    rewriter = LinkRewriter(SOURCE, TARGET)
+    rewriter = LinkRewriter(source_url=SOURCE, target_url=TARGET)
     text = (
         '<a href="https://old.example.com/about/">a</a> <a href="http://old.example.com/?p=3">b</a> '
         "<a href='//old.example.com'>c</a> https://old.example.com, https://old.example.com.evil.net/ "
@@ -139,7 +139,7 @@ def test_media_urls_and_ids_map_to_the_uploaded_ones_and_unknown_uploads_stay_on
     }
     mapping = media_url_map(source_item, target_item)
     assert mapping[f"{SOURCE}/wp-content/uploads/2023/05/pic-2000x1000.png"] == target_item["source_url"]
-    rewriter = LinkRewriter(SOURCE, TARGET)
+    rewriter = LinkRewriter(source_url=SOURCE, target_url=TARGET)
     rewriter.add_media(mapping, 7, 42)
     text = (
         '<!-- wp:image {"id":7,"sizeSlug":"medium"} --><img src="//old.example.com/wp-content/uploads/2023/05/'

@@ -14,7 +14,7 @@ import sys
 def main() -> int:
     jobs = json.load(sys.stdin)
     from worker_app import tasks
-    from worker_app.tracing import DramatiqTracing
+    from worker_app.producer import DramatiqTracing
 
     DramatiqTracing.setup(service_name="wp-k8s-service")
     ids = []

@@ -14,10 +14,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from worker_app.broker import build_broker
-from worker_app.metrics import PrometheusMetrics
-from worker_app.settings import Settings
-from worker_app.tracing import OpenTelemetryMiddleware
+from worker_app.observability.metrics import PrometheusMetrics
+from worker_app.observability.tracing import OpenTelemetryMiddleware
+from worker_app.runtime.broker import build_broker
+from worker_app.runtime.settings import Settings
 
 
 @dataclass
@@ -60,7 +60,7 @@ def stack() -> Iterator[StubStack]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     registry = CollectorRegistry()
     tracing = OpenTelemetryMiddleware(tracer_provider=provider, record_arguments=False)
-    metrics = PrometheusMetrics(registry)
+    metrics = PrometheusMetrics(registry=registry)
     settings = Settings.from_env({"WORKER_BROKER": "stub"})
     broker = build_broker(settings, tracing=tracing, metrics=metrics)
     assert isinstance(broker, StubBroker)

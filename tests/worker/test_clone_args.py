@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker_app.clone_args import CONTENT_TYPES, CloneOptions, parse_clone_options, validate_site_url
 from worker_app.errors import InvalidJobArguments
+from worker_app.wordpress.clone_args import CONTENT_TYPES, CloneOptions, parse_clone_options, validate_site_url
 
 
 def test_defaults_copy_everything_safely():

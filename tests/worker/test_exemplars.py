@@ -8,8 +8,8 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from worker_app.exemplars import ExemplarMultiProcessCollector, ExemplarRecorder, read_exemplars
-from worker_app.metrics import PROCESSING_TIME_BUCKETS
+from worker_app.observability.exemplars import ExemplarMultiProcessCollector, ExemplarRecorder, read_exemplars
+from worker_app.observability.metrics import PROCESSING_TIME_BUCKETS
 
 
 def test_in_process_histogram_carries_the_consumer_span_as_exemplar(stack):

@@ -21,9 +21,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from worker_app.broker import _StubBroker
-from worker_app.telemetry import SPANS_DROPPED, CountingBatchSpanProcessor
-from worker_app.tracing import _extract, _inject
+from worker_app.observability.propagation import extract as _extract
+from worker_app.observability.propagation import inject as _inject
+from worker_app.observability.telemetry import SPANS_DROPPED, CountingBatchSpanProcessor
+from worker_app.runtime.broker import FastStubBroker as _StubBroker
 
 # -- broker signal dispatch ----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from worker_app.logs import JsonFormatter
+from worker_app.observability.logs import JsonFormatter
 
 
 def capture(stack_logger_name: str = "worker_app.tests"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dramatiq
 
 from worker_app.errors import InvalidJobArguments
-from worker_app.metrics import MAX_ERROR_TYPES, OTHER_ERROR_TYPE
+from worker_app.observability.metrics import MAX_ERROR_TYPES, OTHER_ERROR_TYPE
 
 JOB = {"queue": "jobs", "actor": "job"}
 

@@ -12,13 +12,13 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from worker_app.metrics_server import ServerRegistry
+from worker_app.observability.exposition import ServerRegistry
 
 _WRITER = """
 import os, sys, time
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
-from worker_app.exemplars import ExemplarRecorder
-from worker_app.metrics import PROCESSING_TIME_BUCKETS, PrometheusMetrics
+from worker_app.observability.exemplars import ExemplarRecorder
+from worker_app.observability.metrics import PROCESSING_TIME_BUCKETS, PrometheusMetrics
 metrics = PrometheusMetrics(exemplar_dir=sys.argv[1])
 recorder = ExemplarRecorder(sys.argv[1], PROCESSING_TIME_BUCKETS)
 for index in range(12):

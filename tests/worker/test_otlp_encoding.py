@@ -20,7 +20,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from worker_app.otlp_encoding import encode_spans_to_bytes
+from worker_app.fastpath.otlp_encoding import encode_spans_to_bytes
 
 
 def _decoded(data: bytes) -> ExportTraceServiceRequest:

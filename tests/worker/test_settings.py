@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from worker_app.envparse import ConfigError
-from worker_app.settings import DEFAULT_SERVICE_NAME, Settings
+from worker_app.config.envparse import ConfigError
+from worker_app.runtime.settings import DEFAULT_SERVICE_NAME, Settings
 
 SECRET = "hunter2-Secret!"
 

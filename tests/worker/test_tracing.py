@@ -8,7 +8,7 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from worker_app.errors import InvalidJobArguments
-from worker_app.tracing import CONTEXT_OPTION, PREVIOUS_ATTEMPT_OPTION
+from worker_app.observability.propagation import CONTEXT_OPTION, PREVIOUS_ATTEMPT_OPTION
 
 
 def by_kind(spans, kind):

@@ -29,6 +29,14 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from opentelemetry import trace
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_RESEND_COUNT,
+    HTTP_RESPONSE_STATUS_CODE,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_FULL
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..errors import InvalidJobArguments, TransientJobError
@@ -37,6 +45,8 @@ from .safety import AddressRefused, HostPolicy
 from .settings import CloneSettings
 
 _tracer = trace.get_tracer("worker_app.wordpress")
+#: Span attribute of each request: which site it went to (`source` or `target`).
+SITE_ROLE = "wordpress.site.role"
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -108,6 +118,29 @@ class _Retry(Exception):  # internal control flow: never escapes the client
 
 
 class WordPressClient:
+    """REST calls to one WordPress site: discovery, listings, reads and writes, each a CLIENT span.
+
+    Requests go through the guarded `session` (the `policy` checks every connection), are retried
+    after timeouts, connection errors, 429 and 5xx (honouring `Retry-After`, bounded by the settings),
+    and answer `InvalidJobArguments` for what cannot succeed (401, a refused host) or
+    `TransientJobError` for what may later.
+
+    :param role: `source` or `target`, in messages and span attributes.
+    :param site_url: the site's validated URL.
+    :param settings: timeouts, retries, response limits, page size.
+    :param policy: where connections may go.
+    :param session: the guarded session (`transport.guarded_session`), shared by both sites.
+    :param credentials: the site's Application Password, if any (sent only to this site).
+    :param sleep: how to wait between retries (tests pass a recorder).
+
+    Example::
+
+        with guarded_session(policy, user_agent=settings.user_agent, verify=True) as session:
+            client = WordPressClient(role="source", site_url=url, settings=settings, policy=policy,
+                                     session=session, credentials=None)
+            client.discover()
+    """
+
     def __init__(
         self,
         *,
@@ -271,21 +304,21 @@ class WordPressClient:
     def _attempt(self, call: _Call, attempt: int) -> ApiResponse:
         parts = urlsplit(call.url)
         attributes: dict[str, str | int] = {
-            "http.request.method": call.method,
-            "url.full": _without_userinfo(call.url),
-            "server.address": parts.hostname or "",
-            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
-            "wordpress.site.role": self.role,
+            HTTP_REQUEST_METHOD: call.method,
+            URL_FULL: _without_userinfo(call.url),
+            SERVER_ADDRESS: parts.hostname or "",
+            SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+            SITE_ROLE: self.role,
         }
         if attempt:
-            attributes["http.request.resend_count"] = attempt
+            attributes[HTTP_REQUEST_RESEND_COUNT] = attempt
         with _tracer.start_as_current_span(call.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
             self.requests_sent += 1
             with self._send(call, span) as raw:
                 status = raw.status_code
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
                 if status >= 400:
-                    span.set_attribute("error.type", str(status))
+                    span.set_attribute(ERROR_TYPE, str(status))
                     span.set_status(Status(StatusCode.ERROR))
                 body = self._receive(call, raw, span)
                 if status == 429 or status >= 500:
@@ -343,7 +376,7 @@ class WordPressClient:
                 ) from None
             raise _Retry("reading the response failed") from None
         except ResponseTooLarge:
-            span.set_attribute("error.type", "ResponseTooLarge")
+            span.set_attribute(ERROR_TYPE, "ResponseTooLarge")
             if call.limit is not None:
                 raise  # the caller's own limit (a media file): it decides
             raise InvalidJobArguments(
@@ -382,7 +415,7 @@ class WordPressClient:
 
 
 def _failed(span: trace.Span, error_type: str, description: str | None = None) -> None:
-    span.set_attribute("error.type", error_type)
+    span.set_attribute(ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR, description))
 
 

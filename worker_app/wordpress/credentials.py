@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..envparse import ConfigError
+from ..config.envparse import ConfigError
 from ..errors import InvalidJobArguments
 
 AUTH_PREFIX = "WORDPRESS_AUTH_"
@@ -54,9 +54,18 @@ def env_key(file_key: str) -> str:
 
 
 class CredentialStore:
-    """Credentials by site: variables parsed at start-up, files read at each lookup (rotation)."""
+    """Credentials by site: variables parsed at start-up, files read at each lookup (rotation).
 
-    def __init__(self, from_env: Mapping[str, Credentials] | None = None, directory: Path | None = None):
+    :param from_env: credentials from `WORDPRESS_AUTH_<SITE>` variables, by `<SITE>` key.
+    :param directory: `CLONE_CREDENTIALS_DIR`, one file per site, read at each lookup.
+
+    Example::
+
+        store = CredentialStore(from_env={}, directory=Path("/var/run/secrets/wordpress"))
+        store.lookup("blog.example.com", 443)  # Credentials, or None
+    """
+
+    def __init__(self, *, from_env: Mapping[str, Credentials] | None = None, directory: Path | None = None):
         self._from_env = dict(from_env or {})
         self._directory = directory
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clone_args import CloneOptions
 from ..errors import InvalidJobArguments
 from .client import WordPressClient
+from .clone_args import CloneOptions
 
 ROUTES: dict[str, str] = {
     "categories": "/wp/v2/categories",

@@ -23,8 +23,21 @@ _BLOCK_ID = re.compile(r"(<!--\s+wp:(?:image|cover|video|audio|file|media-text)\
 _GALLERY = re.compile(r"(\[gallery\b[^\]]*?\bids=[\"']?)([\d,\s]+)")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LinkRewriter:
+    """Rewrites links to the source site in content to the target, and copied media to their new URLs and ids.
+
+    :param source_url: the source site's URL.
+    :param target_url: the target site's URL.
+    :param media_urls: source media URL -> target URL (filled with `add_media`).
+    :param media_ids: source attachment id -> target attachment id (filled with `add_media`).
+
+    Example::
+
+        rewriter = LinkRewriter(source_url="https://old.example.com", target_url="https://new.example.com")
+        rewriter.add_media({"https://old.example.com/a.jpg": "https://new.example.com/a.jpg"}, 7, 12)
+    """
+
     source_url: str
     target_url: str
     #: Source media URL (the original and each generated size) -> the target's URL.

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from ..clone_args import CloneOptions, validate_site_url
 from ..errors import InvalidJobArguments
 from .client import WordPressAPIError, WordPressClient
+from .clone_args import CloneOptions, CloneRequest
 from .credentials import Credentials
 from .reader import check_target_user, index_target, read_source, source_edit_context
 from .rewrite import LinkRewriter
@@ -24,22 +24,30 @@ from .transport import guarded_session
 from .writer import Cloner
 
 _tracer = trace.get_tracer("worker_app.wordpress")
+#: Span attribute of a phase span: the phase (`read`, `terms`, `media`, `rewrite`, `pages`, `posts`, `attach`).
+PHASE = "wordpress.clone.phase"
+#: Prefix of a phase span's item counts: `wordpress.clone.copied`, `.updated`, `.skipped`, `.failed`.
+COUNT_PREFIX = "wordpress.clone."
+#: Span attribute of the rewrite phase: links to the source found in the pages and posts read.
+LINKS_FOUND = "wordpress.clone.links_found"
+#: Span attribute of the attach phase: media attached to their post or page.
+MEDIA_ATTACHED = "wordpress.clone.media_attached"
 logger = logging.getLogger("worker_app.wordpress")
 
 
-def run_clone(source_url: str, target_url: str, options: CloneOptions, settings: CloneSettings) -> dict[str, Any]:
+def run_clone(request: CloneRequest, settings: CloneSettings) -> dict[str, Any]:
     """Copy the source site's content to the target; returns the JSON-able summary.
+
+    `request` is validated (`parse_clone_request`); here the operator's policy decides where it may
+    connect.
 
     Raises `InvalidJobArguments` when the job can never succeed (a refused host or address, missing
     or rejected credentials, not a WordPress site) and `TransientJobError` when it may succeed later
     (timeouts, 5xx after retries); a retried job resumes without duplicates (items match by slug).
     """
     started = time.monotonic()
-    source_url = validate_site_url("source_url", source_url)
-    target_url = validate_site_url("target_url", target_url)
-    if source_url.lower() == target_url.lower():
-        raise InvalidJobArguments("source_url and target_url are the same site")
-    policy = HostPolicy(settings.allowed_hosts, settings.allowed_networks)
+    source_url, target_url, options = request.source_url, request.target_url, request.options
+    policy = HostPolicy(allowed_hosts=settings.allowed_hosts, allowed_networks=settings.allowed_networks)
     # Before any request: a refused URL costs nothing and sends no packet.
     policy.check_url("source_url", source_url)
     policy.check_url("target_url", target_url)
@@ -50,7 +58,13 @@ def run_clone(source_url: str, target_url: str, options: CloneOptions, settings:
             f"target_url: no credentials configured for {host}; set {settings.credentials.describe(host, port)}"
         )
 
-    summary = Summary(source_url, target_url, options.dry_run, options.conflict, options.content_types)
+    summary = Summary(
+        source_url=source_url,
+        target_url=target_url,
+        dry_run=options.dry_run,
+        conflict=options.conflict,
+        content_types=options.content_types,
+    )
     verify: bool | str = settings.ca_file if settings.tls_verify and settings.ca_file else settings.tls_verify
     with guarded_session(policy, user_agent=settings.user_agent, verify=verify) as session:
 
@@ -110,7 +124,7 @@ def _read(source: WordPressClient, target: WordPressClient, options: CloneOption
         content=content,
         index=index,
         summary=summary,
-        rewriter=LinkRewriter(source.site_url, target.site_url),
+        rewriter=LinkRewriter(source_url=source.site_url, target_url=target.site_url),
         media_limit=options.max_media_bytes,
     )
 
@@ -135,7 +149,7 @@ def _write(cloner: Cloner, kinds: tuple[str, ...], summary: Summary) -> None:
         with _phase("rewrite", summary, ()) as span:
             cloner.rewrite(written)
             # Found in every page and post read; summary.links_rewritten counts those written.
-            span.set_attribute("wordpress.clone.links_found", sum(cloner.rewrite_counts.values()))
+            span.set_attribute(LINKS_FOUND, sum(cloner.rewrite_counts.values()))
     for kind in ("pages", "posts"):
         if kind in kinds:
             with _phase(kind, summary, (kind,)):
@@ -145,7 +159,7 @@ def _write(cloner: Cloner, kinds: tuple[str, ...], summary: Summary) -> None:
     if "media" in kinds and written:
         with _phase("attach", summary, ()) as span:
             cloner.attach()
-            span.set_attribute("wordpress.clone.media_attached", summary.media_attached)
+            span.set_attribute(MEDIA_ATTACHED, summary.media_attached)
 
 
 def _host_port(url: str) -> tuple[str, int | None]:
@@ -161,8 +175,8 @@ def _credentials(settings: CloneSettings, url: str) -> Credentials | None:
 @contextlib.contextmanager
 def _phase(name: str, summary: Summary, kinds: tuple[str, ...]) -> Iterator[trace.Span]:
     """A child span of the current (consumer) span for one phase, with its item counts."""
-    with _tracer.start_as_current_span(f"clone.{name}", attributes={"wordpress.clone.phase": name}) as span:
+    with _tracer.start_as_current_span(f"clone.{name}", attributes={PHASE: name}) as span:
         yield span
         if kinds:
             for result, count in summary.phase_counts(kinds).items():
-                span.set_attribute(f"wordpress.clone.{result}", count)
+                span.set_attribute(f"{COUNT_PREFIX}{result}", count)

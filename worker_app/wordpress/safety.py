@@ -43,7 +43,19 @@ def address_kind(address: IPAddress) -> str | None:
 
 
 class HostPolicy:
-    def __init__(self, allowed_hosts: Sequence[str], allowed_networks: Sequence[IPNetwork]) -> None:
+    """Which hosts and addresses a clone may connect to.
+
+    :param allowed_hosts: host patterns (`blog.example.com`, `*.example.com`, `*`): `CLONE_ALLOWED_HOSTS`.
+    :param allowed_networks: networks exempt from the refusal of non-public addresses:
+      `CLONE_ALLOWED_NETWORKS`.
+
+    Example::
+
+        policy = HostPolicy(allowed_hosts=("blog.example.com",), allowed_networks=())
+        policy.check_url("source_url", "https://blog.example.com")  # raises InvalidJobArguments if refused
+    """
+
+    def __init__(self, *, allowed_hosts: Sequence[str], allowed_networks: Sequence[IPNetwork]) -> None:
         self._hosts = tuple(allowed_hosts)
         self._networks = tuple(allowed_networks)
 

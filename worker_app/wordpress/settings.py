@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..envparse import ConfigError, env_bool, env_float, env_int, env_list, env_str
+from ..config.envparse import ConfigError, env_bool, env_float, env_int, env_list, env_str
 from .credentials import AUTH_PREFIX, CredentialStore, parse_credentials
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,9 +52,30 @@ _HOST_PATTERN = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9
 _IPV6_HOST = re.compile(r"^[0-9a-f:.]+$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloneSettings:
-    """See the module docstring for the variable behind each field."""
+    """The operator's configuration of the clone, read once at start (the module docstring has the table).
+
+    :param allowed_hosts: `CLONE_ALLOWED_HOSTS`.
+    :param allowed_networks: `CLONE_ALLOWED_NETWORKS`.
+    :param connect_timeout: `CLONE_HTTP_CONNECT_TIMEOUT`.
+    :param read_timeout: `CLONE_HTTP_TIMEOUT`.
+    :param retries: `CLONE_HTTP_RETRIES`.
+    :param backoff_seconds: `CLONE_HTTP_BACKOFF`.
+    :param max_backoff_seconds: `CLONE_HTTP_MAX_BACKOFF`.
+    :param max_response_bytes: `CLONE_MAX_RESPONSE_BYTES`.
+    :param max_media_bytes: `CLONE_MAX_MEDIA_BYTES`.
+    :param per_page: `CLONE_PER_PAGE`.
+    :param tls_verify: `CLONE_TLS_VERIFY`.
+    :param ca_file: `CLONE_CA_FILE`.
+    :param user_agent: `CLONE_USER_AGENT`.
+    :param credentials: `WORDPRESS_AUTH_*` and `CLONE_CREDENTIALS_DIR`.
+
+    Example::
+
+        settings = CloneSettings.from_env({"CLONE_ALLOWED_HOSTS": "*.example.com"})
+        run_clone(parse_clone_request(source, target, None), settings)
+    """
 
     allowed_hosts: tuple[str, ...] = ()
     allowed_networks: tuple[IPNetwork, ...] = ()
@@ -98,7 +119,9 @@ class CloneSettings:
             tls_verify=env_bool(env, "CLONE_TLS_VERIFY", True),
             ca_file=ca_file,
             user_agent=env_str(env, "CLONE_USER_AGENT", "wp-k8s-service-clone/1") or "",
-            credentials=CredentialStore(from_env, Path(credentials_dir) if credentials_dir is not None else None),
+            credentials=CredentialStore(
+                from_env=from_env, directory=Path(credentials_dir) if credentials_dir is not None else None
+            ),
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clone_args import CONTENT_TYPES
+from .clone_args import CONTENT_TYPES
 from .metrics import CLONE_ITEMS
 
 RESULTS: tuple[str, ...] = ("copied", "updated", "skipped", "failed")
@@ -19,8 +19,23 @@ MAX_ERRORS = 50
 MAX_PLAN_ENTRIES = 200
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Summary:
+    """What a clone did, counted as it goes: per content type and result, errors, the dry run's plan.
+
+    :param source_url: the source site.
+    :param target_url: the target site.
+    :param dry_run: nothing is written (and nothing counted in `wp_clone_items_total`).
+    :param conflict: the conflict policy.
+    :param content_types: the content types chosen.
+
+    Example::
+
+        summary = Summary(source_url="https://a.example", target_url="https://b.example", dry_run=False,
+                          conflict="skip", content_types=("posts",))
+        summary.as_dict(duration_seconds)
+    """
+
     source_url: str
     target_url: str
     dry_run: bool

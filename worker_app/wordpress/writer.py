@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..clone_args import CloneOptions
 from .client import WordPressAPIError, WordPressClient
+from .clone_args import CloneOptions
 from .reader import ROUTES, SourceContent, TargetIndex
 from .rewrite import LinkRewriter, media_url_map
 from .summary import Summary
@@ -27,6 +27,29 @@ _MAX_QUERY_TEXT = 1500  # media text fields longer than this go in a follow-up r
 
 
 class Cloner:
+    """The write phases of a clone: terms, media, rewritten pages and posts, media attached.
+
+    Items are matched by slug on the target, so a second run (or a retried message) duplicates
+    nothing; what happened to each item goes into `summary`.
+
+    :param source: the source site's client.
+    :param target: the target site's client.
+    :param options: the job's options (conflict policy, dry run, content types).
+    :param content: what was read from the source.
+    :param index: what the target already has, by slug.
+    :param summary: where results are counted.
+    :param rewriter: rewrites links and media references.
+    :param media_limit: largest media file copied, in bytes.
+
+    Example::
+
+        cloner = Cloner(source=source, target=target, options=options, content=content, index=index,
+                        summary=summary, rewriter=rewriter, media_limit=options.max_media_bytes)
+        cloner.terms("categories")
+        cloner.media()
+        cloner.posts("posts")
+    """
+
     def __init__(
         self,
         *,

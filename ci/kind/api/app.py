@@ -3,8 +3,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # the API's own request spans
 
+from worker_app.producer import DramatiqTracing
 from worker_app.tasks import clone_wordpress  # builds the broker from REDIS_* on import
-from worker_app.tracing import DramatiqTracing
 
 
 @asynccontextmanager

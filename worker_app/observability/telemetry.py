@@ -4,6 +4,10 @@ The SDK's batch processor runs a thread, which does not survive a fork, so each 
 process configures its own SDK after it starts (`after_process_boot`). Shutdown is bounded: a dead
 or slow collector can cost at most `WORKER_TELEMETRY_FLUSH_TIMEOUT` seconds, never the SDK's own
 30 s, and never blocks message processing (spans only go into a bounded in-memory queue).
+
+The SDK's configurator reads its own settings (`OTEL_*`) from the environment only; this module
+adds its defaults there (`_SDK_DEFAULTS`) and reads nothing else from it: what it needs of ours
+comes in an `SdkConfig`.
 """
 
 from __future__ import annotations
@@ -14,20 +18,18 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry import trace
 
 # The SDK's configurator itself: `opentelemetry.distro.OpenTelemetryConfigurator` is an empty subclass
-# of it, and importing the distro also loads opentelemetry-instrumentation (about 2 MB per process).
+# of it, and importing the distro also loads opentelemetry-instrumentation into every process.
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
 
-from .settings import Settings
-
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("worker_app.telemetry")  # its name from before the split: log queries select on it
 
 #: Defaults that differ from the bare SDK's: traces over OTLP/HTTP, and no OTel metrics or logs
 #: (metrics are Prometheus', logs go to stdout as JSON). Explicit `OTEL_*` values always win.
@@ -116,7 +118,19 @@ class _CountingExporter(SpanExporter):
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`."""
+    """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`.
+
+    Spans the collector refused or never received count as `export_failed`; spans dropped from a
+    full queue (or beyond one export batch while the collector is not answering) as `queue_full`.
+
+    :param exporter: the exporter to send batches with. Positional: the SDK's configurator
+      constructs its `export_span_processor` with the exporter as the only argument.
+
+    Example::
+
+        provider = TracerProvider()
+        provider.add_span_processor(CountingBatchSpanProcessor(OTLPSpanExporter()))
+    """
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = _CountingExporter(exporter)
@@ -138,8 +152,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
                 self._count_dropped()
             elif self._exporter.down(time.monotonic()):
                 # The collector is not answering: keep one batch for when it is back and drop the
-                # rest now. Holding the whole queue (2048 spans by default) costs about 25 MB per
-                # process during an outage and saves nothing that outlasts it.
+                # rest now. Holding the whole queue (2048 spans by default) costs memory in every
+                # process during an outage and saves nothing that outlasts it (docs/benchmarks.md).
                 self._count_dropped()
                 return
         super().on_end(span)
@@ -155,6 +169,27 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SdkConfig:
+    """What this package decides about the SDK of a process (the SDK reads the rest from `OTEL_*`).
+
+    :param service_name: `service.name` of the resource.
+    :param disabled: `OTEL_SDK_DISABLED`: configure nothing, trace nothing.
+    :param flush_timeout: seconds a shutdown may spend flushing spans.
+
+    Example::
+
+        config = SdkConfig(service_name="wp-k8s-service-worker", disabled=False, flush_timeout=5.0)
+        configure_tracing(config)
+        ...
+        shutdown_tracing(config.flush_timeout)
+    """
+
+    service_name: str
+    disabled: bool
+    flush_timeout: float
+
+
 @dataclass(frozen=True, slots=True)
 class _Configured:
     pid: int
@@ -168,46 +203,7 @@ _lock = threading.Lock()
 _exporters: list[_CountingExporter] = []
 
 
-class _Encoded:
-    """What the OTLP/HTTP exporter expects back from `encode_spans`: something to serialise."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def SerializePartialToString(self) -> bytes:
-        return self._data
-
-
-def _fast_encode_spans(spans: Sequence[ReadableSpan]) -> Any:
-    from .otlp_encoding import encode_spans_to_bytes  # noqa: PLC0415 - only with the HTTP exporter
-
-    return _Encoded(encode_spans_to_bytes(spans))
-
-
-def use_fast_otlp_encoding() -> bool:
-    """Make the OTLP/HTTP span exporter encode with `otlp_encoding` (same request, ~5x less CPU).
-
-    The exporter module calls `encode_spans(spans).SerializePartialToString()`; that name is replaced
-    only while it still is the SDK's own function, so an SDK that changed how it encodes keeps its
-    own (slower, equally correct) path. Returns whether the fast encoder is in place.
-    """
-    try:
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: PLC0415
-        from opentelemetry.exporter.otlp.proto.http import trace_exporter  # noqa: PLC0415
-    except ImportError:
-        return False
-    current = getattr(trace_exporter, "encode_spans", None)
-    if current is _fast_encode_spans:
-        return True
-    if current is not encode_spans:
-        return False
-    trace_exporter.encode_spans = _fast_encode_spans  # type: ignore[attr-defined,assignment]
-    return True
-
-
-def configure_tracing(settings: Settings) -> TracerProvider | None:
+def configure_tracing(config: SdkConfig) -> TracerProvider | None:
     """Configure the SDK for this process from `OTEL_*` (once per process; later calls are no-ops).
 
     Returns None when tracing is disabled. A provider set up by someone else (e.g. the app runs under
@@ -217,7 +213,7 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
     with _lock:
         if _configured is not None and _configured.pid == os.getpid():
             return _configured.provider
-        if settings.otel.sdk_disabled:
+        if config.disabled:
             _configured = _Configured(os.getpid(), None, owned=False)
             return None
         existing = trace.get_tracer_provider()
@@ -226,19 +222,27 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
             return existing
         for name, value in _SDK_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        use_fast_otlp_encoding()
+        _use_fast_otlp_encoding()
         sdk_queue_logger = logging.getLogger(_SDK_QUEUE_LOGGER)
         if sdk_queue_logger.level < logging.ERROR:
             sdk_queue_logger.setLevel(logging.ERROR)
         _OTelSDKConfigurator().configure(  # type: ignore[no-untyped-call]
-            resource_attributes={"service.name": settings.service_name},
+            resource_attributes={SERVICE_NAME: config.service_name},
             export_span_processor=CountingBatchSpanProcessor,
         )
         provider = trace.get_tracer_provider()
         sdk_provider = provider if isinstance(provider, TracerProvider) else None
         _configured = _Configured(os.getpid(), sdk_provider, owned=sdk_provider is not None)
-        logger.debug("OpenTelemetry SDK configured", extra={"service_name": settings.service_name})
+        logger.debug("OpenTelemetry SDK configured", extra={"service_name": config.service_name})
         return _configured.provider
+
+
+def _use_fast_otlp_encoding() -> None:
+    try:
+        from ..fastpath.otlp_encoding import use_fast_otlp_encoding  # noqa: PLC0415 - exporter modules, only now
+    except ImportError:  # no OTLP exporter installed: nothing to speed up
+        return
+    use_fast_otlp_encoding()
 
 
 def shutdown_tracing(timeout: float) -> bool:

@@ -8,28 +8,32 @@ depth, delayed messages included, is read from Redis at scrape time (`queue_dept
 In the worker, prometheus_client runs in multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by
 `python -m worker_app`) and the metrics server aggregates every process's files. The registry
 given here only matters in a single process (tests, or an API process that never consumes).
+
+Outcomes, retries and the exemplar's span context come from the delivery record
+(`delivery.DeliveryTracker`), never from hook order or the current span.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dramatiq import Middleware
-from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .exemplars import ExemplarRecorder
-from .outcomes import OUTCOMES, SKIPPED, classify
-from .queues import canonical_queue
+from .outcomes import OUTCOMES, SKIPPED
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Message, Worker
-    from dramatiq.broker import MessageProxy
+    from opentelemetry.trace import SpanContext
 
+    from .delivery import Delivery
+
+#: Name of the processing-time histogram (its buckets carry exemplars).
+PROCESSING_TIME = "dramatiq_message_processing_time"
 #: Seconds. Jobs range from a ping (milliseconds) to a full site clone (many minutes).
 PROCESSING_TIME_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -37,6 +41,7 @@ PROCESSING_TIME_BUCKETS = (
 )  # fmt: skip
 #: Distinct `error_type` label values per process before new ones are reported as "other".
 MAX_ERROR_TYPES = 50
+#: The `error_type` label of error classes beyond `MAX_ERROR_TYPES`.
 OTHER_ERROR_TYPE = "other"
 
 
@@ -54,23 +59,30 @@ class _ActorMetrics:
     errors: dict[str, Any]
 
 
-@dataclass(slots=True)
-class _Delivery:
-    message_id: str
-    metrics: _ActorMetrics
-    started: float
-    retried: bool = False
-
-
 class PrometheusMetrics(Middleware):
-    """Counts and times deliveries. Metric names are part of the dashboards' contract."""
+    """Counts and times deliveries: a `DeliveryObserver` that reads the tracker's records.
 
-    def __init__(self, registry: CollectorRegistry | None = None, exemplar_dir: str | None = None) -> None:
-        """`exemplar_dir`: where this process persists exemplars (default: `PROMETHEUS_MULTIPROC_DIR`
-        when set); without one, exemplars go on the in-process histogram itself."""
+    Metric names and labels are part of the dashboards' contract (README, "Metrics"). Everything is
+    counted from the record `DeliveryTracker` keeps, so the outcome label is the outcome the span
+    carries; the processing-time exemplar is the consumer span's context recorded there by tracing.
+    As a middleware it only flushes this process's exemplars at worker shutdown.
+
+    :param registry: where the metrics are registered; default: a new private registry (in worker
+      processes prometheus_client's multiprocess files are what is served, whatever the registry).
+    :param exemplar_dir: the metrics directory where this process persists its exemplars for the
+      metrics server (`Settings.multiproc_dir`); None keeps exemplars on the in-process histogram.
+
+    Example::
+
+        metrics = PrometheusMetrics(registry=CollectorRegistry(), exemplar_dir=None)
+        deliveries = DeliveryTracker(observers=[tracing, metrics])
+        broker = StubBroker(middleware=[deliveries, tracing, metrics, Retries()])
+        generate_latest(metrics.registry)
+    """
+
+    def __init__(self, *, registry: CollectorRegistry | None = None, exemplar_dir: str | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        directory = exemplar_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        self._exemplars = ExemplarRecorder(directory, PROCESSING_TIME_BUCKETS) if directory else None
+        self._exemplars = ExemplarRecorder(exemplar_dir, PROCESSING_TIME_BUCKETS) if exemplar_dir else None
         labels = ["queue", "actor"]
         self.processed = Counter(
             "dramatiq_messages_processed",
@@ -106,7 +118,7 @@ class PrometheusMetrics(Middleware):
             multiprocess_mode="livesum",
         )
         self.processing_time = Histogram(
-            "dramatiq_message_processing_time",
+            PROCESSING_TIME,
             "Time the actor took per delivery, in seconds (skipped deliveries excluded).",
             labels,
             registry=self.registry,
@@ -117,58 +129,42 @@ class PrometheusMetrics(Middleware):
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        metrics = self._metrics_for(canonical_queue(message.queue_name), message.actor_name)
+    # -- DeliveryObserver ----------------------------------------------------------------------------
+
+    def delivery_started(self, delivery: Delivery) -> _ActorMetrics:
+        metrics = self._metrics_for(delivery.queue, delivery.actor)
         metrics.in_progress.inc()
-        self._local.delivery = _Delivery(message.message_id, metrics, time.perf_counter())
+        return metrics
 
-    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
-        delivery: _Delivery | None = getattr(self._local, "delivery", None)
-        if delivery is not None and delivery.message_id == message.message_id and not delivery.retried:
-            # The message being processed by this thread is enqueued again: that is a retry.
-            delivery.retried = True
-            delivery.metrics.retries.inc()
+    def delivery_retried(self, delivery: Delivery, state: _ActorMetrics, message: Message[Any], *, first: bool) -> None:
+        if first:
+            state.retries.inc()
 
-    def after_process_message(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        *,
-        result: object | None = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        delivery = self._take_delivery(message)
-        if delivery is None:
+    def delivery_finished(self, delivery: Delivery, state: _ActorMetrics) -> None:
+        outcome = delivery.outcome
+        if outcome is None:
             return
-        metrics = delivery.metrics
-        metrics.in_progress.dec()
-        self._observe(metrics, time.perf_counter() - delivery.started)
-        outcome = classify(broker, message, exception, retried=delivery.retried)
-        metrics.processed[outcome.outcome].inc()
+        state.in_progress.dec()
+        if outcome.outcome != SKIPPED:
+            self._observe(state, time.perf_counter() - delivery.started, delivery.span_context)
+        state.processed[outcome.outcome].inc()
+        exception = delivery.exception
         if outcome.error and exception is not None:
-            self._error_counter(metrics, type(exception).__name__).inc()
-        if message.failed:
-            metrics.dead_lettered.inc()
+            self._error_counter(state, type(exception).__name__).inc()
+        if delivery.message.failed:
+            state.dead_lettered.inc()
 
-    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        delivery = self._take_delivery(message)
-        if delivery is not None:
-            delivery.metrics.in_progress.dec()
-            metrics = delivery.metrics
-        else:
-            metrics = self._metrics_for(canonical_queue(message.queue_name), message.actor_name)
-        metrics.processed[SKIPPED].inc()
-        if message.failed:
-            metrics.dead_lettered.inc()
+    def delivery_abandoned(self, delivery: Delivery, state: _ActorMetrics) -> None:
+        state.in_progress.dec()
+
+    # -- middleware ------------------------------------------------------------------------------------
 
     def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         if self._exemplars is not None:
             self._exemplars.flush()
 
-    def _observe(self, metrics: _ActorMetrics, seconds: float) -> None:
-        # The consumer span is still current: tracing's after-hook runs after this one.
-        span_context = trace.get_current_span().get_span_context()
-        if not (span_context.is_valid and span_context.trace_flags.sampled):
+    def _observe(self, metrics: _ActorMetrics, seconds: float, span_context: SpanContext | None) -> None:
+        if span_context is None or not (span_context.is_valid and span_context.trace_flags.sampled):
             metrics.processing_time.observe(seconds)
         elif self._exemplars is not None:
             metrics.processing_time.observe(seconds)
@@ -179,15 +175,6 @@ class PrometheusMetrics(Middleware):
                 "span_id": format(span_context.span_id, "016x"),
             }
             metrics.processing_time.observe(seconds, exemplar)
-
-    def _take_delivery(self, message: MessageProxy) -> _Delivery | None:
-        delivery: _Delivery | None = getattr(self._local, "delivery", None)
-        self._local.delivery = None
-        if delivery is None or delivery.message_id != message.message_id:
-            if delivery is not None:
-                delivery.metrics.in_progress.dec()
-            return None
-        return delivery
 
     def _metrics_for(self, queue: str, actor: str) -> _ActorMetrics:
         key = (queue, actor)

@@ -1,13 +1,13 @@
 """The worker's configuration: read from the environment once, validated, and safe to print.
 
-`load_settings()` is the single entry point. Every problem raises `ConfigError` whose message is one
-line naming the variable; `python -m worker_app` turns it into exit status 2. Secrets (the Redis
-password, OTLP headers) are kept out of `repr()` and of every message.
+`Settings.from_env(env)` builds it; a process reads its environment once, in its composition root
+(`runtime.process.process_settings`), and passes the result down. Every problem raises `ConfigError`
+whose message is one line naming the variable; `python -m worker_app` turns it into exit status 2.
+Secrets (the Redis password, OTLP headers) are kept out of `repr()` and of every message.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +16,7 @@ from importlib.util import find_spec
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from .envparse import (
+from ..config.envparse import (
     ConfigError,
     env_bool,
     env_choice,
@@ -26,8 +26,8 @@ from .envparse import (
     env_secret_file,
     env_str,
 )
-from .queues import ALL_QUEUES
-from .wordpress.settings import CloneSettings
+from ..config.queues import ALL_QUEUES
+from ..wordpress.settings import CloneSettings
 
 DEFAULT_SERVICE_NAME = "wp-k8s-service-worker"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,11 +43,27 @@ SAMPLERS = (
 )
 _RESOURCE_PAIR = re.compile(r"^[^=,\s][^=,]*=[^,]*$")
 
-__all__ = ["ConfigError", "OtelSettings", "RedisSettings", "Settings", "load_settings"]
+__all__ = ["ConfigError", "OtelSettings", "RedisSettings", "Settings"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RedisSettings:
+    """Where Redis is and how to reach it (`REDIS_*`); the password never appears in `repr()`.
+
+    :param host: host name or address.
+    :param port: TCP port.
+    :param db: database index.
+    :param username: ACL user, if any.
+    :param password: password, if any.
+    :param tls: connect with TLS.
+    :param tls_ca_file: CA bundle that signed the server's certificate.
+
+    Example::
+
+        client = redis.Redis(**settings.redis.client_kwargs())
+        logger.info("Redis at %s", settings.redis.describe())  # redis://host:6379/0 (password set)
+    """
+
     host: str
     port: int
     db: int
@@ -82,16 +98,54 @@ class RedisSettings:
         return f"{scheme}://{user}{self.host}:{self.port}/{self.db}{secret}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OtelSettings:
+    """The `OTEL_*` values this package checks at start (the SDK reads them again itself).
+
+    :param sdk_disabled: `OTEL_SDK_DISABLED`.
+    :param traces_exporter: `OTEL_TRACES_EXPORTER`, split.
+    :param protocol: the OTLP protocol (`http/protobuf` or `grpc`).
+    :param endpoint: the OTLP endpoint, when set.
+    """
+
     sdk_disabled: bool
     traces_exporter: tuple[str, ...]
     protocol: str
     endpoint: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
+    """Everything the worker and its producers are configured with, validated (README, "Configuration").
+
+    Built once per process from its environment and passed down: `build_broker(settings)` gives each
+    middleware what it needs, the supervisor and the actors take what they use.
+
+    :param redis: `REDIS_*`.
+    :param broker: `WORKER_BROKER`: `redis`, or `stub` (Dramatiq's in-memory broker, for tests).
+    :param queues: `WORKER_QUEUES`.
+    :param processes: `WORKER_PROCESSES`.
+    :param threads: `WORKER_THREADS`.
+    :param shutdown_timeout: `WORKER_SHUTDOWN_TIMEOUT`, seconds.
+    :param telemetry_flush_timeout: `WORKER_TELEMETRY_FLUSH_TIMEOUT`, seconds.
+    :param trace_arguments: `WORKER_TRACE_ARGUMENTS`.
+    :param result_ttl: `WORKER_RESULT_TTL`, seconds (0: no result backend).
+    :param metrics_host: `METRICS_HOST`.
+    :param metrics_port: `METRICS_PORT`.
+    :param multiproc_dir: `PROMETHEUS_MULTIPROC_DIR`: the metrics directory (the only way the
+      package reads that variable).
+    :param log_level: `LOG_LEVEL`.
+    :param log_format: `LOG_FORMAT`.
+    :param service_name: the service name of spans and log lines.
+    :param otel: the checked `OTEL_*` values.
+    :param clone: the WordPress clone's `CLONE_*`/`WORDPRESS_AUTH_*`.
+
+    Example::
+
+        settings = Settings.from_env({"REDIS_HOST": "redis", "WORKER_PROCESSES": "2"})
+        broker = build_broker(settings)
+    """
+
     redis: RedisSettings
     broker: Literal["redis", "stub"]
     queues: tuple[str, ...]
@@ -131,12 +185,6 @@ class Settings:
             otel=_otel_settings(env),
             clone=CloneSettings.from_env(env),
         )
-
-
-@functools.cache
-def load_settings() -> Settings:
-    """The process's settings, read from `os.environ` on first use and then kept."""
-    return Settings.from_env(os.environ)
 
 
 def _service_name(env: Mapping[str, str]) -> str:

@@ -19,17 +19,35 @@ import redis
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .queues import REDIS_NAMESPACE
+from ..config.queues import REDIS_NAMESPACE
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("worker_app.queue_depth")  # its name from before the split: log queries select on it
 
 STATES = ("ready", "in_flight", "delayed", "dead")
 _WARN_INTERVAL = 60.0
 
 
 class QueueDepthCollector(Collector):
+    """`dramatiq_queue_depth{queue,state}` and `dramatiq_broker_up`, read from Redis at each scrape.
+
+    A Redis that does not answer makes `dramatiq_broker_up` 0 (and logs a warning at most once a
+    minute); the scrape itself still succeeds.
+
+    :param client_factory: makes the Redis client, on the first scrape (so registering the collector
+      never touches the network); give one with short timeouts and no retries.
+    :param queues: the queues to report.
+    :param namespace: Dramatiq's Redis key namespace.
+
+    Example::
+
+        depth = QueueDepthCollector(client_factory=lambda: redis.Redis(socket_timeout=1), queues=ALL_QUEUES)
+        registry.register(depth)
+        depth.read()  # {"clone-queue": {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0}, ...}
+    """
+
     def __init__(
         self,
+        *,
         client_factory: Callable[[], redis.Redis],
         queues: Sequence[str],
         namespace: str = REDIS_NAMESPACE,

@@ -1,5 +1,8 @@
-"""OTLP/protobuf encoding of finished spans, written out by hand: the same bytes' meaning as the
-SDK's `encode_spans(spans).SerializePartialToString()`, at a fraction of its cost.
+"""OTLP/protobuf encoding of finished spans, written out by hand, and its installation in the exporter.
+
+Reference behaviour: the SDK's `opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans`
+(`encode_spans(spans).SerializePartialToString()`): the same bytes' meaning, at a fraction of its
+cost.
 
 Why: the span export thread runs in the worker process and holds the GIL while it encodes, so every
 microsecond it spends per span is taken from the jobs. The SDK builds a tree of protobuf message
@@ -293,3 +296,39 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
             payload.append(_field(b"\x1a", _text(resource.schema_url)))
         request.append(_field(b"\x0a", b"".join(payload)))
     return b"".join(request)
+
+
+class _Encoded:
+    """What the OTLP/HTTP exporter expects back from `encode_spans`: something to serialise."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def SerializePartialToString(self) -> bytes:
+        return self._data
+
+
+def _fast_encode_spans(spans: Sequence[ReadableSpan]) -> Any:
+    return _Encoded(encode_spans_to_bytes(spans))
+
+
+def use_fast_otlp_encoding() -> bool:
+    """Make the OTLP/HTTP span exporter encode with `encode_spans_to_bytes` (the same request).
+
+    The exporter module calls `encode_spans(spans).SerializePartialToString()`; that name is replaced
+    only while it still is the SDK's own function, so an SDK that changed how it encodes keeps its
+    own (slower, equally correct) path. Returns whether the fast encoder is in place.
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter  # noqa: PLC0415
+    except ImportError:
+        return False
+    current = getattr(trace_exporter, "encode_spans", None)
+    if current is _fast_encode_spans:
+        return True
+    if current is not encode_spans:
+        return False
+    trace_exporter.encode_spans = _fast_encode_spans  # type: ignore[attr-defined,assignment]
+    return True

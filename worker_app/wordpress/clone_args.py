@@ -1,7 +1,8 @@
 """Validation of `clone_wordpress` arguments: the job's public contract.
 
-Arguments arrive from the API as JSON, so everything is checked here before any work starts; a
-problem raises `InvalidJobArguments`, which dead-letters the message without retries.
+Arguments arrive from the API as JSON, so everything is checked here, once, before any work starts
+(`parse_clone_request`); a problem raises `InvalidJobArguments`, which dead-letters the message
+without retries. Where the URLs may connect to is the operator's policy, checked by `run_clone`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InvalidJobArguments
+from ..errors import InvalidJobArguments
 
 #: Content the clone can copy, in the order it is written to the target.
 CONTENT_TYPES: tuple[str, ...] = ("categories", "tags", "media", "pages", "posts")
@@ -22,7 +23,7 @@ DEFAULT_MAX_MEDIA_BYTES = 50 * 1024 * 1024
 MAX_URL_LENGTH = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloneOptions:
     """The documented `options` argument of `clone_wordpress`; every field is optional in the JSON.
 
@@ -42,6 +43,34 @@ class CloneOptions:
     max_items: int = DEFAULT_MAX_ITEMS
     max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
     map_authors: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloneRequest:
+    """A validated clone: what `run_clone` takes.
+
+    :param source_url: the site to read, normalised (`validate_site_url`).
+    :param target_url: the site to write, normalised, not the same site as the source.
+    :param options: the parsed options.
+
+    Example::
+
+        request = parse_clone_request("https://blog.example.com", "https://new.example.org", {"dry_run": True})
+        run_clone(request, settings.clone)
+    """
+
+    source_url: str
+    target_url: str
+    options: CloneOptions
+
+
+def parse_clone_request(source_url: object, target_url: object, options: object) -> CloneRequest:
+    """Validate the job's three arguments (in this order), the only validation a clone's input gets."""
+    source = validate_site_url("source_url", source_url)
+    target = validate_site_url("target_url", target_url)
+    if source.lower() == target.lower():
+        raise InvalidJobArguments("target_url: must be a different site from source_url")
+    return CloneRequest(source_url=source, target_url=target, options=parse_clone_options(options))
 
 
 def parse_clone_options(raw: object) -> CloneOptions:

@@ -22,6 +22,17 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 
 
 class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: time, level, logger, message, service, process, thread,
+    the trace and job it belongs to, `extra=` fields, and the exception if any.
+
+    :param service_name: the `service` field of every line.
+
+    Example::
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter("wp-k8s-service-worker"))
+    """
+
     def __init__(self, service_name: str) -> None:
         super().__init__()
         self._service_name = service_name
@@ -76,8 +87,13 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         """Ignored: the stream is always the current sys.stderr."""
 
 
-def configure_logging(level: str, log_format: str, service_name: str) -> None:
-    """Route every logger to one stderr handler in the chosen format (idempotent)."""
+def configure_logging(*, level: str, log_format: str, service_name: str) -> None:
+    """Route every logger to one stderr handler in the chosen format (idempotent).
+
+    :param level: the root logger's level name (`LOG_LEVEL`).
+    :param log_format: `json` (one object per line) or `text` (`LOG_FORMAT`).
+    :param service_name: the `service` field of JSON lines.
+    """
     handler = StderrHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter(service_name))

@@ -20,19 +20,41 @@ import types
 
 import redis
 
-from .health import reset_directory
-from .metrics_server import MetricsServer, WorkerHealth, build_registry
-from .queue_depth import QueueDepthCollector
-from .queues import ALL_QUEUES
+from ..config.queues import ALL_QUEUES
+from ..observability.exposition import ServerRegistry
+from ..observability.metrics_dir import MetricsDirectory
+from ..observability.queue_depth import QueueDepthCollector
+from .health import WorkerHealth, WorkerProcessesCollector
+from .server import MetricsServer
 from .settings import Settings
 
 logger = logging.getLogger("worker_app.supervisor")
 
+#: Exit status for a configuration error (a bad variable, a port that cannot be listened on).
 EXIT_CONFIG = 2
+#: The module the Dramatiq CLI imports in each worker process (logging, the broker, the actors).
+WORKER_MODULE = "worker_app.worker"
+#: What runs the Dramatiq CLI with this package's logging.
+DRAMATIQ_LAUNCHER = "worker_app._dramatiq_main"
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    """Runs Dramatiq as a child process, serves `/metrics` and `/healthz`, stops gracefully.
+
+    The metrics directory is `settings.multiproc_dir`, or a private temporary one removed at exit;
+    it is emptied of metric files at start and handed to the child as `PROMETHEUS_MULTIPROC_DIR`.
+    SIGTERM/SIGINT become one SIGTERM to Dramatiq; `run` returns the exit status for the container.
+
+    :param settings: the process's settings (queues, processes, threads, timeouts, metrics address).
+
+    Example::
+
+        settings = process_settings()
+        setup_logging(settings)
+        sys.exit(Supervisor(settings=settings).run())
+    """
+
+    def __init__(self, *, settings: Settings) -> None:
         self._settings = settings
         # Without a configured directory, a private one: two local workers must not share (and wipe)
         # each other's metric files.
@@ -43,16 +65,16 @@ class Supervisor:
 
     def run(self) -> int:
         settings = self._settings
-        reset_directory(self._metrics_dir)
-        health = WorkerHealth(self._metrics_dir, settings.processes, self._child_running)
+        MetricsDirectory(self._metrics_dir).reset()
+        health = WorkerHealth(
+            metrics_dir=self._metrics_dir, expected_processes=settings.processes, child_running=self._child_running
+        )
         # Every known queue, consumed here or not: any pod can show the whole backlog.
-        depth = QueueDepthCollector(self._depth_client, ALL_QUEUES)
+        depth = QueueDepthCollector(client_factory=self._depth_client, queues=ALL_QUEUES)
+        registry = ServerRegistry(self._metrics_dir, depth, WorkerProcessesCollector(health=health))
         try:
             server = MetricsServer(
-                settings.metrics_host,
-                settings.metrics_port,
-                build_registry(self._metrics_dir, depth, health),
-                health,
+                host=settings.metrics_host, port=settings.metrics_port, registry=registry, health=health
             )
         except OSError as error:
             logger.error(
@@ -97,8 +119,8 @@ class Supervisor:
         return [
             sys.executable,
             "-m",
-            "worker_app._dramatiq_main",
-            "worker_app.worker",
+            DRAMATIQ_LAUNCHER,
+            WORKER_MODULE,
             "--processes",
             str(settings.processes),
             "--threads",

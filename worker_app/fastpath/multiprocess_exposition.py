@@ -1,8 +1,12 @@
 """The worker processes' metrics, read from their files and rendered, fast enough for every scrape.
 
-prometheus_client's multiprocess collector re-reads and re-parses every entry of every file on each
-scrape (a JSON decode per entry) and its exposition formats every sample from scratch: about 50 ms
-for 50 actors on 20 queues from two processes, most of the 20 ms a scrape may take. Here:
+Reference behaviour: `prometheus_client.multiprocess.MultiProcessCollector` collected and rendered by
+`prometheus_client.exposition.generate_latest` / `openmetrics.exposition.generate_latest`;
+`tests/worker/test_multiprocess_exposition.py` compares the two, sample for sample.
+
+The library's multiprocess collector re-reads and re-parses every entry of every file on each
+scrape (a JSON decode per entry) and its exposition formats every sample from scratch (what that
+costs per scrape is in docs/benchmarks.md). Here:
 
 - Files are append-only (a process adds an entry the first time it uses a label set and rewrites
   only values afterwards), so each file's entries are parsed once: later scrapes read the values at
@@ -11,13 +15,11 @@ for 50 actors on 20 queues from two processes, most of the 20 ms a scrape may ta
   first time) is kept, so a scrape formats values only.
 
 Merging follows prometheus_client's rules for the kinds this package writes (counters, histograms,
-`livesum`/`sum` gauges); a directory holding anything else is left to the library. Exposition is
-prometheus_client's own, sample for sample (see `tests/worker/test_multiprocess_exposition.py`).
+`livesum`/`sum` gauges); a directory holding anything else is left to the library.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import struct
@@ -41,7 +43,7 @@ _VALUE_CACHE = 4096
 LabelsKey = tuple[tuple[str, str], ...]
 #: metric name, sample name, sorted labels, help, histogram bucket bound (else None), labels without `le`
 _Parsed = tuple[str, str, LabelsKey, str, float | None, LabelsKey]
-#: (queue, actor, le) -> (trace id, span id, value, unix time), as `exemplars.read_exemplars` returns
+#: (queue, actor, le) -> (trace id, span id, value, unix time), as the exemplar files hold them
 ExemplarsByKey = dict[tuple[str, str, str], tuple[str, str, float, float]]
 
 
@@ -68,10 +70,19 @@ class Family:
 
 
 class MultiProcessReader:
-    """Reads a `PROMETHEUS_MULTIPROC_DIR`, remembering what it parsed."""
+    """Reads the worker processes' metric files, remembering what it parsed.
 
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
+    :param list_files: returns the paths of the metric files (`*.db`) to read now; the metrics
+      directory's layout is known by its owner (`observability.metrics_dir`), not here.
+
+    Example::
+
+        reader = MultiProcessReader(list_files=MetricsDirectory(path).metric_files)
+        families = reader.families()
+    """
+
+    def __init__(self, *, list_files: Callable[[], list[str]]) -> None:
+        self._list_files = list_files
         self._files: dict[str, _File] = {}
         self._keys: dict[bytes, _Parsed] = {}
         self._lock = threading.Lock()  # scrapes may overlap (threaded server)
@@ -82,7 +93,7 @@ class MultiProcessReader:
 
     def _families(self) -> list[Family]:
         families: dict[str, Family] = {}
-        paths = sorted(glob.glob(os.path.join(self._directory, "*.db")))
+        paths = sorted(self._list_files())
         for gone in set(self._files) - set(paths):
             del self._files[gone]
         for path in paths:
