@@ -14,6 +14,9 @@ from behaviour_support import api_pod, with_values, worker_pod
 from chart_support import (
     FULLNAME,
     HELMS,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
     HelmError,
     all_containers,
     container,
@@ -21,10 +24,12 @@ from chart_support import (
     env_map,
     find,
     find_all,
+    kube_schemas,
     pod_spec,
     pod_specs,
     render_chart,
     render_chart_text,
+    run_helm,
 )
 
 URL_SECRET, URL_KEY = "team-redis-url", "url"
@@ -104,6 +109,25 @@ class TestApiAndWorker:
             assert "REDIS_TLS" not in env, where
         volume = next(v for v in api_pod(objects)["volumes"] if v["name"] == "redis-ca")
         assert volume["secret"]["secretName"] == "redis-ca"
+
+
+class TestObjects:
+    @pytest.mark.parametrize("helm", HELMS)
+    @pytest.mark.parametrize("mode", sorted(WORKER_MODES))
+    def test_valid_against_the_kubernetes_schemas(self, mode: str, helm: str) -> None:
+        values = url_values({**WORKER_MODES[mode], "networkPolicy": {"enabled": True}})
+        objects = render_chart(values, helm=helm)
+        problems = [str(p) for v in KUBE_VERSIONS for obj in objects for p in kube_schemas(v).problems(obj)]
+        assert not problems, "\n".join(problems)
+
+    def test_notes_name_the_secret_and_no_password_command(self) -> None:
+        # helm install --dry-run=client renders NOTES.txt (Helm 4; Helm 3 wants a cluster for it).
+        args = ["install", RELEASE, "chart", "--dry-run=client", "-n", NAMESPACE]
+        args += ["--set", f"redis.existingUrlSecret={URL_SECRET}", "--set", f"redis.existingUrlSecretKey={URL_KEY}"]
+        notes = run_helm(args).split("NOTES:", 1)[1]
+        assert f'Secret/{URL_SECRET} key "{URL_KEY}" (REDIS_URL' in notes, notes
+        assert "get secret" not in notes, "no chart-managed password to read back"
+        assert "Redis password:" not in notes
 
 
 class TestDramatiqServiceName:
