@@ -33,6 +33,9 @@ The downward API variables come first so OTEL_RESOURCE_ATTRIBUTES can reference 
       fieldPath: spec.nodeName
 - name: OTEL_SERVICE_NAME
   value: {{ .serviceName | quote }}
+{{- /* The setup guide's variable for the same name (code may pass it to DramatiqTracing.setup). */}}
+- name: DRAMATIQ_SERVICE_NAME
+  value: {{ .serviceName | quote }}
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: {{ join "," $attrs | quote }}
 - name: OTEL_SDK_DISABLED

@@ -1,4 +1,18 @@
-{{/* Redis: where it is, the password's Secret, and the environment and volumes that reach it. */}}
+{{/*
+Redis: where it is, the password's Secret, and the environment and volumes that reach it. Two modes: the
+host settings with the password in a Secret (the chart's own or redis.existingSecret), or the whole URL in
+redis.existingUrlSecret ("URL mode"), which the chart only references and never reads.
+*/}}
+
+{{/* "true" in URL mode (redis.existingUrlSecret set), "" otherwise. */}}
+{{- define "wp-k8s-service.redis.urlMode" -}}
+{{- if .Values.redis.existingUrlSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the chart renders its own password Secret: neither an existing password Secret nor URL mode. */}}
+{{- define "wp-k8s-service.redis.managedSecret" -}}
+{{- if not (or .Values.redis.existingSecret .Values.redis.existingUrlSecret) -}}true{{- end -}}
+{{- end -}}
 
 {{/* Host the API, the worker, the test pod and KEDA connect to. */}}
 {{- define "wp-k8s-service.redis.host" -}}
@@ -50,8 +64,19 @@ Secret and the checksum annotations that include it agree.
 {{- define "wp-k8s-service.redis.passwordDir" -}}/var/run/secrets/wp-k8s-service/redis{{- end -}}
 {{- define "wp-k8s-service.redis.caDir" -}}/var/run/secrets/wp-k8s-service/redis-ca{{- end -}}
 
-{{/* Redis connection environment, identical for the API, the worker and the test pod. */}}
+{{/*
+Redis connection environment, identical for the API, the worker and the test pod. In URL mode only
+REDIS_URL (from the Secret) and the CA file: the worker refuses REDIS_HOST, REDIS_PORT, REDIS_DB,
+REDIS_USERNAME and REDIS_TLS next to REDIS_URL, and a password belongs in the URL.
+*/}}
 {{- define "wp-k8s-service.redis.env" -}}
+{{- if include "wp-k8s-service.redis.urlMode" . -}}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingUrlSecret }}
+      key: {{ .Values.redis.existingUrlSecretKey | quote }}
+{{- else -}}
 - name: REDIS_HOST
   value: {{ include "wp-k8s-service.redis.host" . | quote }}
 - name: REDIS_PORT
@@ -74,6 +99,7 @@ Secret and the checksum annotations that include it agree.
 {{- end }}
 - name: REDIS_TLS
   value: {{ .Values.redis.tls.enabled | toString | quote }}
+{{- end }}
 {{- if .Values.redis.tls.existingCaSecret }}
 - name: REDIS_TLS_CA_FILE
   value: {{ include "wp-k8s-service.redis.caDir" . }}/{{ .Values.redis.tls.caSecretKey }}
@@ -82,7 +108,7 @@ Secret and the checksum annotations that include it agree.
 
 {{/* Pod volumes behind the Redis environment (password file, CA bundle). */}}
 {{- define "wp-k8s-service.redis.volumes" -}}
-{{- if eq .Values.redis.passwordMode "file" }}
+{{- if and (eq .Values.redis.passwordMode "file") (not (include "wp-k8s-service.redis.urlMode" .)) }}
 - name: redis-password
   secret:
     secretName: {{ include "wp-k8s-service.redis.secretName" . }}
@@ -105,7 +131,7 @@ Secret and the checksum annotations that include it agree.
 
 {{/* Container mounts of those volumes. */}}
 {{- define "wp-k8s-service.redis.volumeMounts" -}}
-{{- if eq .Values.redis.passwordMode "file" }}
+{{- if and (eq .Values.redis.passwordMode "file") (not (include "wp-k8s-service.redis.urlMode" .)) }}
 - name: redis-password
   mountPath: {{ include "wp-k8s-service.redis.passwordDir" . }}
   readOnly: true
@@ -120,11 +146,13 @@ Secret and the checksum annotations that include it agree.
 {{/*
 Checksum of everything the pods read from Secrets, so they roll when it changes: the managed Secret's
 rendered data, or the name and key of the user's Secrets (their content is not visible to Helm: restart
-the pods after rotating an existing Secret).
+the pods after rotating an existing Secret, the URL Secret included).
 */}}
 {{- define "wp-k8s-service.redis.checksum" -}}
 {{- $parts := dict "secret" (include "wp-k8s-service.redis.secretName" .) "key" (include "wp-k8s-service.redis.secretKey" .) "ca" .Values.redis.tls.existingCaSecret "caKey" .Values.redis.tls.caSecretKey -}}
-{{- if not .Values.redis.existingSecret -}}
+{{- if include "wp-k8s-service.redis.urlMode" . -}}
+{{- $parts = dict "urlSecret" .Values.redis.existingUrlSecret "urlKey" .Values.redis.existingUrlSecretKey "ca" .Values.redis.tls.existingCaSecret "caKey" .Values.redis.tls.caSecretKey -}}
+{{- else if include "wp-k8s-service.redis.managedSecret" . -}}
 {{- $_ := set $parts "managed" (include (print .Template.BasePath "/redis-secret.yaml") .) -}}
 {{- end -}}
 {{- toJson $parts | sha256sum -}}

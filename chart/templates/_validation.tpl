@@ -54,7 +54,19 @@ Deployment, which every release renders.
 {{- if and .Values.api.autoscaling.enabled (eq (int .Values.api.autoscaling.targetCPUUtilizationPercentage) 0) (eq (int .Values.api.autoscaling.targetMemoryUtilizationPercentage) 0) -}}
 {{- fail "api.autoscaling.enabled needs api.autoscaling.targetCPUUtilizationPercentage or api.autoscaling.targetMemoryUtilizationPercentage above 0" -}}
 {{- end -}}
-{{- if .Values.embeddedRedis.enabled -}}
+{{- $r := .Values.redis -}}
+{{- if $r.existingUrlSecret -}}
+{{- $conflicts := list -}}
+{{- range $name, $set := dict "redis.host" $r.host "redis.existingSecret" $r.existingSecret "redis.password" $r.password "redis.username" $r.username "redis.db" (ne (int $r.db) 0) "redis.tls.enabled" $r.tls.enabled "embeddedRedis.enabled" .Values.embeddedRedis.enabled -}}
+{{- if $set }}{{ $conflicts = append $conflicts $name }}{{ end -}}
+{{- end -}}
+{{- with $conflicts -}}
+{{- fail (printf "redis.existingUrlSecret and %s are mutually exclusive: the Secret's URL (redis://[user[:password]@]host[:port][/db], rediss:// for TLS) already says where Redis is and how to log in; remove %s, or remove redis.existingUrlSecret to use the host settings" (join ", " .) (join ", " .)) -}}
+{{- end -}}
+{{- if $w.keda.enabled -}}
+{{- fail "redis.existingUrlSecret and worker.keda.enabled are mutually exclusive: KEDA's redis scaler takes a host:port address and a password, not a redis:// URL; to autoscale with KEDA use redis.host with the password in redis.existingSecret" -}}
+{{- end -}}
+{{- else if .Values.embeddedRedis.enabled -}}
 {{- if .Values.redis.host -}}
 {{- fail "redis.host must be empty when embeddedRedis.enabled is true: the API and the worker then connect to the embedded Redis Service" -}}
 {{- end -}}
@@ -68,13 +80,13 @@ Deployment, which every release renders.
 {{- fail "redis.tls.enabled is not supported with embeddedRedis.enabled: the embedded Redis serves plain TCP inside the namespace" -}}
 {{- end -}}
 {{- else if not .Values.redis.host -}}
-{{- fail "redis.host is required: set it to your Redis host (for example redis-master.redis.svc.cluster.local), or set embeddedRedis.enabled=true for a development Redis" -}}
+{{- fail "redis.host is required: set it to your Redis host (for example redis-master.redis.svc.cluster.local), or name a Secret holding the whole Redis URL in redis.existingUrlSecret, or set embeddedRedis.enabled=true for a development Redis" -}}
 {{- end -}}
 {{- if and .Values.redis.existingSecret .Values.redis.password -}}
 {{- fail "redis.password and redis.existingSecret are mutually exclusive: the password comes from redis.existingSecret (key redis.existingSecretPasswordKey); remove redis.password" -}}
 {{- end -}}
-{{- if and .Values.redis.tls.existingCaSecret (not .Values.redis.tls.enabled) -}}
-{{- fail "redis.tls.existingCaSecret is set but redis.tls.enabled is false: enable TLS or remove the CA Secret" -}}
+{{- if and .Values.redis.tls.existingCaSecret (not .Values.redis.tls.enabled) (not .Values.redis.existingUrlSecret) -}}
+{{- fail "redis.tls.existingCaSecret is set but redis.tls.enabled is false: enable TLS (or use a rediss:// URL in redis.existingUrlSecret) or remove the CA Secret" -}}
 {{- end -}}
 {{- range $name, $pdb := dict "api.podDisruptionBudget" .Values.api.podDisruptionBudget "worker.podDisruptionBudget" .Values.worker.podDisruptionBudget -}}
 {{- if and $pdb.enabled (ne (toString $pdb.minAvailable) "") (ne (toString $pdb.maxUnavailable) "") -}}

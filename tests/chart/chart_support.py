@@ -312,7 +312,8 @@ def _render_scenario(scenario: str, helm: str, kube_version: str) -> str:
             kube_version=kube_version,
             chart=root,
             values_files=[root / "values-staging.yaml"],
-            api_versions=(),
+            # A staging cluster serves the Prometheus Operator's API: its ServiceMonitor is on.
+            api_versions=CRD_API_VERSIONS,
         )
     return render_chart_text(helm=helm, kube_version=kube_version, values_files=[SCENARIOS[scenario]])
 

@@ -42,6 +42,7 @@ class TestOtelEnvironment:
                     values["OTEL_SERVICE_NAME"]
                     == {"api": "wp-k8s-service", "worker": "wp-k8s-service-worker"}[ctr["name"]]
                 )
+                assert values["DRAMATIQ_SERVICE_NAME"] == values["OTEL_SERVICE_NAME"], "the setup guide's variable"
                 assert values["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
                 assert values["OTEL_SDK_DISABLED"] == "false"
         assert len(instance_ids) == 2, "service.instance.id must differ between the API and the worker"

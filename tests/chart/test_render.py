@@ -108,7 +108,11 @@ def test_chart_lints_strictly(scenario: str, helm: str) -> None:
 @pytest.mark.parametrize("helm", HELMS)
 def test_root_chart_lints_strictly(helm: str) -> None:
     root = root_chart_copy()
-    output = run_helm(["lint", "--strict", str(root), "--values", str(root / "values-staging.yaml")], helm)
+    # `helm lint` has no --api-versions: the ServiceMonitor's API check, which a staging cluster passes, is
+    # skipped here (the render tests keep it).
+    skip_check = "wp-k8s-service.serviceMonitor.skipApiCheck=true"
+    values = ["--values", str(root / "values-staging.yaml"), "--set", skip_check]
+    output = run_helm(["lint", "--strict", str(root), *values], helm)
     assert "0 chart(s) failed" in output, output
 
 

@@ -168,6 +168,9 @@ def create_existing_secrets(kube: KubeClient, namespace: str, values: dict[str, 
     wanted: dict[str, dict[str, str]] = {}
     if name := redis.get("existingSecret"):
         wanted.setdefault(name, {})[redis.get("existingSecretPasswordKey", "redis-password")] = "pre-existing-password"
+    if name := redis.get("existingUrlSecret"):
+        url = "redis://:pre-existing-password@redis-master.redis.svc.cluster.local:6379/0"
+        wanted.setdefault(name, {})[redis.get("existingUrlSecretKey", "redis-url")] = url
     if name := redis.get("tls", {}).get("existingCaSecret"):
         wanted.setdefault(name, {})[redis["tls"].get("caSecretKey", "ca.crt")] = "-----BEGIN CERTIFICATE-----\n"
     if name := values.get("worker", {}).get("clone", {}).get("credentialsSecret"):
