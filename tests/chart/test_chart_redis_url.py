@@ -34,7 +34,7 @@ from chart_support import (
 
 URL_SECRET, URL_KEY = "team-redis-url", "url"
 URL_REF = {"secretKeyRef": {"name": URL_SECRET, "key": URL_KEY}}
-#: What the worker refuses next to REDIS_URL (worker_app/settings.py), and the password forms.
+#: What the worker refuses next to REDIS_URL (worker_app/runtime/settings.py), and the password forms.
 HOST_MODE_VARS = {"REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_TLS", "REDIS_PASSWORD"}
 HOST_MODE_VARS |= {"REDIS_PASSWORD_FILE"}
 
@@ -255,7 +255,7 @@ class TestTheWorkerAcceptsIt:
     def test_rendered_environment_passes_the_workers_validation(self) -> None:
         """The worker container's environment, with the Secret's URL and the downward API filled in as the
         kubelet would, is accepted by the worker's own settings and reaches the URL's Redis."""
-        from worker_app.settings import Settings
+        from worker_app.runtime.settings import Settings
 
         objects = render_chart(url_values(WORKER_MODES["deployment"]))
         worker = container(pod_spec(find(objects, "Deployment", f"{FULLNAME}-worker")), "worker")

@@ -153,7 +153,7 @@ class TestGuideConfiguration:
     def test_the_worker_accepts_its_environment(self, staging: list[dict[str, Any]], tmp_path: Path) -> None:
         """The worker's own validation takes the rendered environment: REDIS_URL alone, the clone hosts and
         networks, the service name."""
-        from worker_app.settings import Settings
+        from worker_app.runtime.settings import Settings
 
         settings = Settings.from_env(worker_environment(clients(staging)["worker"], tmp_path))
         assert (settings.redis.host, settings.redis.port, settings.redis.db) == (
