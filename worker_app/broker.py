@@ -13,7 +13,6 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq import Broker, Middleware
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, MiddlewareError, default_middleware
 from dramatiq.results import Results
@@ -22,9 +21,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .health import ProcessHeartbeat
+from .job_arguments import ArgumentCheck
 from .job_log import FailureLog
 from .metrics import PrometheusMetrics
 from .queues import REDIS_NAMESPACE
+from .redis_delivery import LosslessRedisBroker
 from .settings import Settings, load_settings
 from .tracing import OpenTelemetryMiddleware
 
@@ -84,7 +85,7 @@ class _DirectHooks:
                 self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
 
 
-class _RedisBroker(_DirectHooks, RedisBroker):
+class _RedisBroker(_DirectHooks, LosslessRedisBroker):
     pass
 
 
@@ -102,12 +103,14 @@ def build_broker(
 
     `tracing` and `metrics` replace the default instances (tests inject their own provider/registry).
     """
+    metrics = metrics or PrometheusMetrics()
     middleware = [
         tracing or OpenTelemetryMiddleware(record_arguments=settings.trace_arguments),
-        metrics or PrometheusMetrics(),
+        metrics,
         ProcessHeartbeat(),
         CurrentMessage(),
         FailureLog(),
+        ArgumentCheck(),
         *(middleware_class() for middleware_class in default_middleware),
     ]
     if settings.broker == "stub":
@@ -117,7 +120,13 @@ def build_broker(
     client = redis_client(settings)
     if settings.result_ttl:
         middleware.append(Results(backend=RedisBackend(client=client), result_ttl=int(settings.result_ttl * 1000)))
-    return _RedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)  # type: ignore[no-untyped-call]
+    return _RedisBroker(
+        client=client,
+        middleware=middleware,
+        namespace=REDIS_NAMESPACE,
+        dead_lettered=metrics.dead_lettered,
+        heartbeat_timeout=int(settings.heartbeat_timeout * 1000),
+    )
 
 
 def redis_client(settings: Settings, *, socket_timeout: float | None = None, fail_fast: bool = False) -> redis.Redis:
