@@ -17,7 +17,9 @@ def main() -> int:
         # One line, naming the variable: this is what `kubectl logs` shows for a bad value.
         print(f"{DEFAULT_SERVICE_NAME}: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, settings.log_format, settings.service_name)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.service_name, log_arguments=settings.log_arguments
+    )
     return Supervisor(settings).run()
 
 

@@ -11,5 +11,7 @@ from .settings import load_settings
 
 if __name__ == "__main__":
     _settings = load_settings()
-    configure_logging(_settings.log_level, _settings.log_format, _settings.service_name)
+    configure_logging(
+        _settings.log_level, _settings.log_format, _settings.service_name, log_arguments=_settings.log_arguments
+    )
     sys.exit(main())
