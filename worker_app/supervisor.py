@@ -20,11 +20,12 @@ import types
 
 import redis
 
-from .health import reset_directory
+from .envparse import ConfigError
 from .metrics_server import MetricsServer, WorkerHealth, build_registry
 from .queue_depth import QueueDepthCollector
 from .queues import ALL_QUEUES
 from .settings import Settings
+from .startup_checks import listen_problem, prepare_metrics_directory
 
 logger = logging.getLogger("worker_app.supervisor")
 
@@ -43,7 +44,11 @@ class Supervisor:
 
     def run(self) -> int:
         settings = self._settings
-        reset_directory(self._metrics_dir)
+        try:
+            prepare_metrics_directory(self._metrics_dir)
+        except ConfigError as error:
+            logger.error("configuration error: %s", error)
+            return EXIT_CONFIG
         health = WorkerHealth(self._metrics_dir, settings.processes, self._child_running)
         # Every known queue, consumed here or not: any pod can show the whole backlog.
         depth = QueueDepthCollector(self._depth_client, ALL_QUEUES)
@@ -55,12 +60,7 @@ class Supervisor:
                 health,
             )
         except OSError as error:
-            logger.error(
-                "METRICS_PORT: cannot listen on %s:%d (%s)",
-                settings.metrics_host,
-                settings.metrics_port,
-                error.strerror or error,
-            )
+            logger.error("configuration error: %s", listen_problem(settings.metrics_host, settings.metrics_port, error))
             return EXIT_CONFIG
         server.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
