@@ -1,4 +1,4 @@
-"""The worker container's one HTTP endpoint: `/metrics` (all processes aggregated) and `/healthz`."""
+"""The worker container's one HTTP endpoint: `/metrics` (all processes aggregated), `/healthz`, `/readyz`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .exemplars import ExemplarMultiProcessCollector, read_exemplars
 from .health import alive_worker_pids
 from .multiprocess_exposition import MultiProcessReader, Renderer, Unsupported, encoder_kind
 from .queue_depth import QueueDepthCollector
+from .readiness import BrokerReadiness
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,15 @@ def build_registry(metrics_dir: str, depth: QueueDepthCollector, health: WorkerH
 class MetricsServer:
     """A small threaded HTTP server; scrapes never wait for one another."""
 
-    def __init__(self, host: str, port: int, registry: ServerRegistry, health: WorkerHealth) -> None:
-        handler = _make_handler(registry, health)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: ServerRegistry,
+        health: WorkerHealth,
+        readiness: BrokerReadiness | None = None,
+    ) -> None:
+        handler = _make_handler(registry, health, readiness or BrokerReadiness(health=health, ping=None))
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
@@ -135,7 +143,9 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(registry: ServerRegistry, health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
+def _make_handler(
+    registry: ServerRegistry, health: WorkerHealth, readiness: BrokerReadiness
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "wp-worker-metrics"
 
@@ -153,8 +163,11 @@ def _make_handler(registry: ServerRegistry, health: WorkerHealth) -> type[BaseHT
             elif path == "/healthz":
                 report = health.report()
                 self._reply(200 if report.healthy else 503, report.as_json(), "application/json")
+            elif path == "/readyz":
+                ready = readiness.report()
+                self._reply(200 if ready.ready else 503, ready.as_json(), "application/json")
             else:
-                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+                self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8")
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -24,6 +24,7 @@ from .envparse import ConfigError
 from .metrics_server import MetricsServer, WorkerHealth, build_registry
 from .queue_depth import QueueDepthCollector
 from .queues import ALL_QUEUES
+from .readiness import BrokerReadiness
 from .settings import Settings
 from .startup_checks import listen_problem, prepare_metrics_directory
 
@@ -41,6 +42,7 @@ class Supervisor:
         self._metrics_dir = settings.multiproc_dir or self._owned_dir or ""
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._ping_client: redis.Redis | None = None
 
     def run(self) -> int:
         settings = self._settings
@@ -58,6 +60,7 @@ class Supervisor:
                 settings.metrics_port,
                 build_registry(self._metrics_dir, depth, health),
                 health,
+                BrokerReadiness(health=health, ping=self._broker_ping if settings.broker == "redis" else None),
             )
         except OSError as error:
             logger.error("configuration error: %s", listen_problem(settings.metrics_host, settings.metrics_port, error))
@@ -115,6 +118,11 @@ class Supervisor:
 
         # Short timeouts and no retries: a scrape must answer even when Redis does not.
         return redis_client(self._settings, socket_timeout=1.0, fail_fast=True)
+
+    def _broker_ping(self) -> object:
+        if self._ping_client is None:
+            self._ping_client = self._depth_client()
+        return self._ping_client.ping()
 
     def _forward_pending_stop(self) -> None:
         """A stop signal that arrived while the child was being started is delivered now."""
