@@ -495,22 +495,22 @@ class LosslessRedisConsumer(Consumer):
     def close(self) -> None:
         """Return the prefetched messages (and, on a delay queue, everything still held) to Redis.
 
-        If Redis does not answer, they stay in the ack set: the recovery run returns them once this
-        worker is gone, or (on a delay queue, whose in-memory copies Dramatiq dropped) right away.
+        On a delay queue that includes what Dramatiq's `ConsumerThread` dropped from memory after a
+        connection error. If Redis does not answer, they stay in the ack set, held by no one: this
+        worker's recovery runs return them (on the second run), or another worker's once it is gone.
         """
-        redis_ids = [redis_id for redis_id, _ in self._cache]
+        redis_ids = {redis_id for redis_id, _ in self._cache}
         self._cache.clear()
         if self._is_delay_queue:
-            redis_ids = sorted(set(redis_ids) | self.broker.held(self.queue_name))
-            if redis_ids:
-                # Nothing of a delay queue is held by anyone once its consumer closes: let the
-                # recovery run return them if the requeue below fails.
-                self.broker._release(self.queue_name, redis_ids)
+            redis_ids |= self.broker.held(self.queue_name)
+        # From here on nobody in this process holds them: if the requeue fails, the recovery run
+        # returns them (they are no longer held, so they are not mistaken for work in progress).
+        self.broker._release(self.queue_name, redis_ids)
         try:
-            self._requeue(redis_ids)
+            self._requeue(sorted(redis_ids))
         except ConnectionClosed:
             logger.warning(
-                "Could not return %d prefetched message(s) to Redis; they come back by recovery",
+                "Could not return %d prefetched message(s) to Redis; the recovery run returns them",
                 len(redis_ids),
                 extra={"queue": self.queue_name},
             )

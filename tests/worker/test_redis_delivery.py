@@ -269,3 +269,22 @@ def test_a_closed_delay_consumer_returns_what_dramatiq_dropped(broker, client):
     consumer.close()  # the message itself is forgotten, as Dramatiq does
     assert ack_set(client, broker, f"{QUEUE}.DQ") == set()
     assert client.llen(f"{NS}:{QUEUE}.DQ") == 1
+
+
+def test_close_returns_the_prefetched_messages_not_yet_handed_out(broker, client):
+    """Dramatiq's consumer stops between two messages of a fetched batch; the rest stayed stranded."""
+
+    @dramatiq.actor(broker=broker, queue_name=QUEUE)
+    def record(n: int) -> None:
+        pass
+
+    for n in range(10):
+        record.send(n)
+    consumer = broker.consume(QUEUE, prefetch=10, timeout=100)
+    first = next(consumer)  # fetches all ten, hands out one
+    assert first is not None
+    assert client.scard(f"{NS}:__acks__.{broker.broker_id}.{QUEUE}") == 10
+    consumer.close()
+    assert ack_set(client, broker) == {first.options["redis_message_id"].encode()}
+    assert client.llen(f"{NS}:{QUEUE}") == 9
+    assert broker.held(QUEUE) == {first.options["redis_message_id"]}  # still being processed
