@@ -288,3 +288,23 @@ def test_close_returns_the_prefetched_messages_not_yet_handed_out(broker, client
     assert ack_set(client, broker) == {first.options["redis_message_id"].encode()}
     assert client.llen(f"{NS}:{QUEUE}") == 9
     assert broker.held(QUEUE) == {first.options["redis_message_id"]}  # still being processed
+
+
+def test_a_booting_worker_reclaims_a_dead_workers_messages_and_runs_them(broker, client):
+    @dramatiq.actor(broker=broker, queue_name=QUEUE)
+    def record(n: int) -> None:
+        client.sadd("done", n)
+
+    # A worker that died two minutes ago while holding three messages.
+    client.zadd(f"{NS}:__heartbeats__", {"dead-worker": int(time.time() * 1000) - 120_000})
+    for n in range(3):
+        client.hset(f"{NS}:{QUEUE}.msgs", f"orphan-{n}", good_message("record", n))
+        client.sadd(f"{NS}:__acks__.dead-worker.{QUEUE}", f"orphan-{n}")
+
+    worker = start_worker(broker)
+    try:
+        wait_until(lambda: client.scard("done") == 3, 10, message="the orphans ran")
+        assert client.zscore(f"{NS}:__heartbeats__", broker.broker_id) is not None  # it beats
+    finally:
+        worker.stop(timeout=5_000)
+    assert client.zscore(f"{NS}:__heartbeats__", "dead-worker") is None
