@@ -52,6 +52,10 @@ test: venv services tools ## Run every test that can run on this machine
 test-worker: venv services ## Worker unit and integration tests only
 	$(VENV)/bin/pytest tests/worker $(PYTEST_ARGS)
 
+.PHONY: test-faults
+test-faults: venv services ## Fault injection: SIGTERM, SIGKILL, Redis restart, collector outage, malformed messages
+	$(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
+
 .PHONY: cold-check
 cold-check: ## .ci/run in a fresh clone with empty Go, tool and pip caches, with stage times (not in make test)
 	ci/cold-check.sh

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from dramatiq.middleware import CurrentMessage
 from opentelemetry import trace
 
+from .log_hygiene import LogHygiene
+
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -87,12 +89,16 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         """Ignored: the stream is always the current sys.stderr."""
 
 
-def configure_logging(*, level: str, log_format: str, service_name: str) -> None:
+def configure_logging(*, level: str, log_format: str, service_name: str, log_arguments: bool = False) -> None:
     """Route every logger to one stderr handler in the chosen format (idempotent).
+
+    Every record is cleaned by `LogHygiene` (job arguments out unless `log_arguments`, URL
+    credentials redacted, sizes bounded).
 
     :param level: the root logger's level name (`LOG_LEVEL`).
     :param log_format: `json` (one object per line) or `text` (`LOG_FORMAT`).
     :param service_name: the `service` field of JSON lines.
+    :param log_arguments: keep job arguments in Dramatiq's log lines (`WORKER_LOG_ARGUMENTS`).
     """
     handler = StderrHandler()
     if log_format == "json":
@@ -107,6 +113,7 @@ def configure_logging(*, level: str, log_format: str, service_name: str) -> None
     # A dead collector makes the exporter log every failed batch; one line per minute is enough to
     # notice, and the dropped-span counter tells how much was lost.
     handler.addFilter(_RateLimit("opentelemetry.", 60.0))
+    handler.addFilter(LogHygiene(log_arguments=log_arguments))  # after the rate limit: it keys on templates
 
 
 class _RateLimit(logging.Filter):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import redis
 from dramatiq import Broker, Middleware
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, default_middleware
 from dramatiq.results import Results
@@ -27,13 +26,16 @@ from ..observability.metrics import PrometheusMetrics
 from ..observability.telemetry import SdkConfig
 from ..observability.tracing import OpenTelemetryMiddleware
 from .health import ProcessHeartbeat
+from .job_arguments import ArgumentCheck
+from .redis_delivery import LosslessRedisBroker
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 
-class FastRedisBroker(DirectHooks, RedisBroker):
-    """Dramatiq's `RedisBroker` with `DirectHooks` signal dispatch (same behaviour)."""
+class FastRedisBroker(DirectHooks, LosslessRedisBroker):
+    """`LosslessRedisBroker` (Dramatiq's `RedisBroker` that never drops a message) with `DirectHooks`
+    signal dispatch."""
 
 
 class FastStubBroker(DirectHooks, StubBroker):
@@ -62,6 +64,8 @@ def build_broker(
     2. The tracker before tracing: a retry is noticed (and linked to the attempt that failed)
        before tracing looks at the re-enqueued message's context.
 
+    3. `ArgumentCheck` anywhere before an actor is declared (it wraps actors as they are declared).
+
     Nothing else depends on the order.
     """
     tracing = tracing or OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=sdk_config(settings))
@@ -73,6 +77,7 @@ def build_broker(
         tracing,
         metrics,
         ProcessHeartbeat(directory=settings.multiproc_dir),
+        ArgumentCheck(),
         *(middleware_class() for middleware_class in default_middleware),
     ]
     result_ttl = int(settings.result_ttl * 1000)
@@ -83,7 +88,13 @@ def build_broker(
     client = redis_client(settings)
     if result_ttl:
         middleware.append(Results(backend=RedisBackend(client=client), result_ttl=result_ttl))
-    return FastRedisBroker(client=client, middleware=middleware, namespace=REDIS_NAMESPACE)  # type: ignore[no-untyped-call]
+    return FastRedisBroker(
+        client=client,
+        middleware=middleware,
+        namespace=REDIS_NAMESPACE,
+        dead_lettered=metrics.dead_lettered,
+        heartbeat_timeout=int(settings.heartbeat_timeout * 1000),
+    )
 
 
 def sdk_config(settings: Settings) -> SdkConfig:

@@ -31,7 +31,12 @@ def process_settings() -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     """Configure this process's logging from its settings (every entry point calls this)."""
-    configure_logging(level=settings.log_level, log_format=settings.log_format, service_name=settings.service_name)
+    configure_logging(
+        level=settings.log_level,
+        log_format=settings.log_format,
+        service_name=settings.service_name,
+        log_arguments=settings.log_arguments,
+    )
 
 
 def process_broker() -> Broker:

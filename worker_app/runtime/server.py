@@ -1,4 +1,4 @@
-"""The worker container's one HTTP endpoint: `/metrics` (all processes aggregated) and `/healthz`."""
+"""The worker container's one HTTP endpoint: `/metrics` (all processes aggregated), `/healthz`, `/readyz`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ..observability.exposition import ServerRegistry
 from .health import WorkerHealth
+from .readiness import BrokerReadiness
 
 logger = logging.getLogger("worker_app.metrics_server")  # its name from before the split: log queries select on it
 
@@ -21,6 +22,8 @@ class MetricsServer:
     :param port: port to listen on (`METRICS_PORT`; 0 picks a free one, see `port`).
     :param registry: what `/metrics` serves.
     :param health: what `/healthz` answers (200 when healthy, else 503, with a JSON body).
+    :param readiness: what `/readyz` answers (healthy and Redis answering; default: `/healthz`'s answer,
+      for a server with no broker to ask).
 
     Binding happens in the constructor (an `OSError` when the port is taken); serving in `start`.
 
@@ -32,8 +35,16 @@ class MetricsServer:
         server.stop()
     """
 
-    def __init__(self, *, host: str, port: int, registry: ServerRegistry, health: WorkerHealth) -> None:
-        handler = _make_handler(registry, health)
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        registry: ServerRegistry,
+        health: WorkerHealth,
+        readiness: BrokerReadiness | None = None,
+    ) -> None:
+        handler = _make_handler(registry, health, readiness or BrokerReadiness(health=health, ping=None))
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
@@ -50,7 +61,9 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(registry: ServerRegistry, health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
+def _make_handler(
+    registry: ServerRegistry, health: WorkerHealth, readiness: BrokerReadiness
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "wp-worker-metrics"
 
@@ -68,8 +81,11 @@ def _make_handler(registry: ServerRegistry, health: WorkerHealth) -> type[BaseHT
             elif path == "/healthz":
                 report = health.report()
                 self._reply(200 if report.healthy else 503, report.as_json(), "application/json")
+            elif path == "/readyz":
+                ready = readiness.report()
+                self._reply(200 if ready.ready else 503, ready.as_json(), "application/json")
             else:
-                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+                self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8")
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -154,6 +154,8 @@ class Settings:
     shutdown_timeout: float
     telemetry_flush_timeout: float
     trace_arguments: bool
+    log_arguments: bool
+    heartbeat_timeout: float
     result_ttl: float
     metrics_host: str
     metrics_port: int
@@ -175,6 +177,8 @@ class Settings:
             shutdown_timeout=env_float(env, "WORKER_SHUTDOWN_TIMEOUT", 60.0, minimum=1, maximum=86_400),
             telemetry_flush_timeout=env_float(env, "WORKER_TELEMETRY_FLUSH_TIMEOUT", 5.0, minimum=0.1, maximum=120),
             trace_arguments=env_bool(env, "WORKER_TRACE_ARGUMENTS", False),
+            log_arguments=env_bool(env, "WORKER_LOG_ARGUMENTS", False),
+            heartbeat_timeout=env_float(env, "WORKER_HEARTBEAT_TIMEOUT", 60.0, minimum=10, maximum=3600),
             result_ttl=env_float(env, "WORKER_RESULT_TTL", 0.0, minimum=0, maximum=7 * 86_400),
             metrics_host=env_str(env, "METRICS_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104 - scraped from outside the pod
             metrics_port=env_int(env, "METRICS_PORT", 9191, minimum=1, maximum=65535),

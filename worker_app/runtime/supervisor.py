@@ -20,13 +20,15 @@ import types
 
 import redis
 
+from ..config.envparse import ConfigError
 from ..config.queues import ALL_QUEUES
 from ..observability.exposition import ServerRegistry
-from ..observability.metrics_dir import MetricsDirectory
 from ..observability.queue_depth import QueueDepthCollector
 from .health import WorkerHealth, WorkerProcessesCollector
+from .readiness import BrokerReadiness
 from .server import MetricsServer
 from .settings import Settings
+from .startup_checks import listen_problem, prepare_metrics_directory
 
 logger = logging.getLogger("worker_app.supervisor")
 
@@ -62,10 +64,15 @@ class Supervisor:
         self._metrics_dir = settings.multiproc_dir or self._owned_dir or ""
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._ping_client: redis.Redis | None = None
 
     def run(self) -> int:
         settings = self._settings
-        MetricsDirectory(self._metrics_dir).reset()
+        try:
+            prepare_metrics_directory(self._metrics_dir)
+        except ConfigError as error:
+            logger.error("configuration error: %s", error)
+            return EXIT_CONFIG
         health = WorkerHealth(
             metrics_dir=self._metrics_dir, expected_processes=settings.processes, child_running=self._child_running
         )
@@ -74,15 +81,16 @@ class Supervisor:
         registry = ServerRegistry(self._metrics_dir, depth, WorkerProcessesCollector(health=health))
         try:
             server = MetricsServer(
-                host=settings.metrics_host, port=settings.metrics_port, registry=registry, health=health
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                registry=registry,
+                health=health,
+                readiness=BrokerReadiness(
+                    health=health, ping=self._broker_ping if settings.broker == "redis" else None
+                ),
             )
         except OSError as error:
-            logger.error(
-                "METRICS_PORT: cannot listen on %s:%d (%s)",
-                settings.metrics_host,
-                settings.metrics_port,
-                error.strerror or error,
-            )
+            logger.error("configuration error: %s", listen_problem(settings.metrics_host, settings.metrics_port, error))
             return EXIT_CONFIG
         server.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +145,11 @@ class Supervisor:
 
         # Short timeouts and no retries: a scrape must answer even when Redis does not.
         return redis_client(self._settings, socket_timeout=1.0, fail_fast=True)
+
+    def _broker_ping(self) -> object:
+        if self._ping_client is None:
+            self._ping_client = self._depth_client()
+        return self._ping_client.ping()
 
     def _forward_pending_stop(self) -> None:
         """A stop signal that arrived while the child was being started is delivered now."""

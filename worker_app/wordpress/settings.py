@@ -118,11 +118,21 @@ class CloneSettings:
             per_page=env_int(env, "CLONE_PER_PAGE", 100, minimum=1, maximum=100),
             tls_verify=env_bool(env, "CLONE_TLS_VERIFY", True),
             ca_file=ca_file,
-            user_agent=env_str(env, "CLONE_USER_AGENT", "wp-k8s-service-clone/1") or "",
+            user_agent=_user_agent(env),
             credentials=CredentialStore(
                 from_env=from_env, directory=Path(credentials_dir) if credentials_dir is not None else None
             ),
         )
+
+
+def _user_agent(env: Mapping[str, str]) -> str:
+    value = env_str(env, "CLONE_USER_AGENT", "wp-k8s-service-clone/1") or ""
+    # A CR or LF would end the header and start another one (header injection).
+    if any(not character.isprintable() for character in value):
+        raise ConfigError(
+            "CLONE_USER_AGENT", "must be printable text on one line (no CR, LF or other control characters)"
+        )
+    return value
 
 
 def _host_pattern(item: str) -> str:
