@@ -10,7 +10,8 @@ import re
 from typing import Any
 
 import pytest
-from chart_support import (
+
+from wp_devsupport.chart import (
     ALL_SCENARIOS,
     FULLNAME,
     NAMESPACE,

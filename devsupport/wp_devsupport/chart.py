@@ -33,11 +33,13 @@ import pytest
 import referencing
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from .repo import BIN, REPO
+
 CHART = REPO / "chart"
-BIN = REPO / "bin"
 CRD_SCHEMAS = BIN / "crd-schemas"
-CI_VALUES = REPO / "ci" / "values"
+#: The CI values files, chart-testing style: chart/ci/<scenario>-values.yaml.
+CI_VALUES = CHART / "ci"
+CI_VALUES_SUFFIX = "-values.yaml"
 
 HELMS = ("helm", "helm3")
 RELEASE = "wp"
@@ -61,7 +63,7 @@ KUBE_VERSIONS = _newest_kube_versions()
 NEWEST_KUBE = KUBE_VERSIONS[-1]
 
 #: CI scenarios: name -> values file (None: the chart's own defaults plus nothing).
-SCENARIOS = {path.stem: path for path in sorted(CI_VALUES.glob("*.yaml"))}
+SCENARIOS = {path.name.removesuffix(CI_VALUES_SUFFIX): path for path in sorted(CI_VALUES.glob(f"*{CI_VALUES_SUFFIX}"))}
 #: values-staging.yaml through the root (environment) chart.
 STAGING = "staging"
 ALL_SCENARIOS = (*SCENARIOS, STAGING)
@@ -164,7 +166,8 @@ def render_chart_text(
 
 def default_values() -> dict[str, Any]:
     """The one value the chart requires (values-free rendering fails on purpose)."""
-    return yaml.safe_load((CI_VALUES / "defaults.yaml").read_text())
+    values: dict[str, Any] = yaml.safe_load((CI_VALUES / f"defaults{CI_VALUES_SUFFIX}").read_text())
+    return values
 
 
 # ----------------------------------------------------------------------------- object helpers
@@ -181,9 +184,8 @@ def find_all(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    if obj["kind"] == "Pod":
-        return obj["spec"]
-    return obj["spec"]["template"]["spec"]
+    spec: dict[str, Any] = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
+    return spec
 
 
 def pod_specs(objects: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
