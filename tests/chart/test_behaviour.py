@@ -33,6 +33,7 @@ from wp_devsupport.chart import (
     render_scenario,
     run_helm,
 )
+from wp_devsupport.pod_security import restricted_container_problems, restricted_pod_problems
 
 CONTRACT = (REPO / "README.md").read_text()
 #: Environment variables the worker understands, from the configuration tables of the README.
@@ -363,57 +364,16 @@ def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
-RESTRICTED_VOLUME_TYPES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-}
-
-
-def _restricted_pod_problems(where: str, spec: dict[str, Any]) -> list[str]:
-    problems = [f"{where}: {flag}" for flag in ("hostNetwork", "hostPID", "hostIPC") if spec.get(flag)]
-    if spec.get("automountServiceAccountToken") is not False:
-        problems.append(f"{where}: automountServiceAccountToken is not false")
-    for volume in spec.get("volumes", []):
-        kinds = set(volume) - {"name"}
-        if not kinds <= RESTRICTED_VOLUME_TYPES:
-            problems.append(f"{where}: volume {volume['name']} of type {kinds}")
-    return problems
-
-
-def _restricted_container_problems(name: str, ctr: dict[str, Any], pod_sc: dict[str, Any]) -> list[str]:
-    sc = ctr.get("securityContext", {})
-    capabilities = sc.get("capabilities", {})
-    seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
-    checks = {
-        "privileged": bool(sc.get("privileged")),
-        "allowPrivilegeEscalation is not false": sc.get("allowPrivilegeEscalation") is not False,
-        "capabilities do not drop ALL": "ALL" not in capabilities.get("drop", []),
-        "adds capabilities": bool(set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}),
-        "runAsNonRoot is not true": not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")),
-        "runs as UID 0": sc.get("runAsUser", pod_sc.get("runAsUser")) == 0,
-        f"seccomp profile {seccomp}": seccomp not in ("RuntimeDefault", "Localhost"),
-        "root filesystem is writable": sc.get("readOnlyRootFilesystem") is not True,
-        "hostPort": any(p.get("hostPort") for p in ctr.get("ports", [])),
-    }
-    return [f"{name}: {problem}" for problem, failed in checks.items() if failed]
-
-
 @pytest.mark.parametrize("scenario", ALL_SCENARIOS)
 def test_every_pod_meets_pod_security_restricted(scenario: str) -> None:
     """The "restricted" Pod Security Standard, checked field by field, plus read-only root
     filesystems and resource requests/limits on every container the chart defines."""
     problems = []
     for where, spec in pod_specs(render_scenario(scenario)):
-        problems += _restricted_pod_problems(where, spec)
+        problems += restricted_pod_problems(where, spec)
         for ctr in all_containers(spec):
             name = f"{where}/{ctr['name']}"
-            problems += _restricted_container_problems(name, ctr, spec.get("securityContext", {}))
+            problems += restricted_container_problems(name, ctr, spec.get("securityContext", {}))
             resources = ctr.get("resources", {})
             # wait-for-config is the native-sidecar scenario's own extra init container.
             if ctr["name"] != "wait-for-config" and not (resources.get("requests") and resources.get("limits")):

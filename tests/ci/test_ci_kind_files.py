@@ -44,6 +44,7 @@ from wp_devsupport.ci_files import (
     script_setting,
     tools_version,
 )
+from wp_devsupport.pod_security import restricted_container_problems, restricted_pod_problems
 
 RELEASE = script_setting("RELEASE")
 NAMESPACE = script_setting("NAMESPACE")
@@ -185,16 +186,14 @@ def test_collector_objects_are_valid(kube_version: str) -> None:
 
 def test_collector_meets_the_restricted_pod_security_standard() -> None:
     """Its namespace enforces "restricted" (as the chart's does in ci/kind/kind-e2e.sh)."""
-    from test_behaviour import _restricted_container_problems, _restricted_pod_problems
-
     objects = collector_objects()
     namespace = find(objects, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     deployment = find(objects, "Deployment")
     spec = pod_spec(deployment)
-    problems = _restricted_pod_problems("collector", spec)
+    problems = restricted_pod_problems("collector", spec)
     for ctr in all_containers(spec):
-        problems += _restricted_container_problems(ctr["name"], ctr, spec.get("securityContext", {}))
+        problems += restricted_container_problems(ctr["name"], ctr, spec.get("securityContext", {}))
     assert not problems, problems
     assert deployment["metadata"]["name"] == script_setting("COLLECTOR_DEPLOYMENT")
 

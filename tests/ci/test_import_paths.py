@@ -7,6 +7,7 @@ test directory on the import path). Build tooling under ci/ is run as a command,
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -62,6 +63,37 @@ def test_no_python_file_changes_the_import_path_or_loads_files_by_path() -> None
     assert not problems, (
         "import shared code from the installed package wp_devsupport (devsupport/) and run build tooling "
         "as a command instead:\n" + "\n".join(problems)
+    )
+
+
+def test_modules_import_each_other_only_through_packages() -> None:
+    """No module imports a module of tests/ (a sibling helper, a conftest, another test), and no test
+    module imports relatively: what tests share lives in wp_devsupport."""
+    files = python_files()
+    tests = REPO / "tests"
+    test_modules = {path.stem for path in files if path.is_relative_to(tests)}
+    assert {"conftest", "test_import_paths"} <= test_modules
+    problems = []
+    for path in files:
+        where = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if path.is_relative_to(tests):
+                    problems.append(f"{where}:{node.lineno}: relative import from {node.module or '.'}")
+                continue
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            else:
+                continue
+            problems += [
+                f"{where}:{node.lineno}: imports {name}, a module of tests/"
+                for name in names
+                if name.split(".")[0] in test_modules
+            ]
+    assert not problems, "move what tests share into wp_devsupport (devsupport/) and import it from there:\n" + (
+        "\n".join(problems)
     )
 
 
