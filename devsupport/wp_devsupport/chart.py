@@ -1,7 +1,6 @@
 """Helpers for the chart tests: render with the real `helm`, validate against real schemas.
 
-(A module with a unique name rather than conftest.py: other suites have their own conftest modules,
-so `from conftest import ...` could pick up the wrong one.)
+Used by tests/chart, and shared with tests/ci, tests/cluster and tests/observability (wp_devsupport.chart).
 
 * `render_chart(values, show_only=..., kube_version=..., helm=...)` runs `helm template` on chart/ and
   returns the rendered objects; `HelmError` carries helm's stderr when rendering fails.
