@@ -18,6 +18,7 @@ if [[ -n $(git -C "$repo_root" status --porcelain) ]]; then
 fi
 root=${COLD_CHECK_DIR:-$(mktemp -d -t wp-cold-check.XXXXXX)}
 mkdir -p "$root"
+# shellcheck disable=SC2317 # called by the EXIT trap below (shellcheck 0.9 sees it as unreachable)
 cleanup() {
   [[ ${COLD_CHECK_KEEP:-0} == 1 || -n ${COLD_CHECK_DIR:-} ]] && return
   # The Go module cache is read-only by design; make it removable first.
