@@ -15,10 +15,12 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/dev.txt pyproject.toml
+# The worker (editable), then the dev-support package the tests, `make demo` and bench import
+# (devsupport/: editable too, never part of the worker's wheel or image).
+$(VENV)/.installed: requirements/dev.txt pyproject.toml devsupport/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
-	$(VENV_PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV_PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e devsupport
 	touch $@
 
 .PHONY: venv
@@ -42,7 +44,7 @@ lint: venv ## ruff, mypy, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	shellcheck ci/*.sh ci/kind/*.sh ci/wordpress/*.sh .ci/run $(wildcard tests/ci/*.sh)
+	shellcheck ci/*.sh ci/kind/*.sh ci/wordpress/*.sh .ci/run $(wildcard tests/*/*.sh)
 
 .PHONY: test
 test: venv services tools ## Run every test that can run on this machine
@@ -75,11 +77,11 @@ test-cluster: venv tools ## The chart against a real kube-apiserver + etcd: inst
 .PHONY: kind-e2e
 kind-e2e: venv ## The chart on a kind cluster end to end (needs Docker, kind, kubectl, registry access: users' CI)
 	ci/tools.sh helm crds
-	ci/kind-e2e.sh
+	ci/kind/kind-e2e.sh
 
 .PHONY: dashboards
-dashboards: venv ## Regenerate chart/dashboards/*.json from ci/dashboards (Grafana foundation SDK)
-	$(VENV_PY) ci/dashboards
+dashboards: venv ## Regenerate chart/dashboards/*.json from chart/dashboards/wp_dashboards (Grafana foundation SDK)
+	cd chart/dashboards && $(CURDIR)/$(VENV_PY) -m wp_dashboards
 
 .PHONY: test-observability
 test-observability: venv services tools ## Dashboards, alert rules (promtool) and every query against the live stack
@@ -87,7 +89,7 @@ test-observability: venv services tools ## Dashboards, alert rules (promtool) an
 
 .PHONY: demo
 demo: venv services tools ## Run the local end-to-end stack and show what happened
-	$(VENV_PY) ci/demo.py
+	$(VENV_PY) -m wp_devsupport.demo
 
 BENCH_ARGS ?= --profile
 .PHONY: bench

@@ -69,13 +69,14 @@ class Bench:
 
     def env(self, config: Config, queue: str, run_dir: Path, **extra: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(_CLEAN_PREFIXES)}
-        paths = [str(REPO_ROOT)]
+        # The processes run in REPO_ROOT with `-m`, so bench/ is importable without PYTHONPATH; only the
+        # comparison package installed with `pip install --target` (never into .venv) is added.
+        env.pop("PYTHONPATH", None)
         if config.extras:
             if self.extras is None:
                 raise BenchError(f"{config.name} needs {', '.join(EXTRAS)}")
-            paths.append(str(self.extras))
+            env["PYTHONPATH"] = str(self.extras)
         env.update(
-            PYTHONPATH=os.pathsep.join(paths),
             REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0",
             BENCH_QUEUE=queue,
             BENCH_RUN_DIR=str(run_dir),
@@ -323,7 +324,8 @@ class Bench:
 
     def scrape_run(self) -> dict[str, Any]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(_CLEAN_PREFIXES)}
-        env.update(PYTHONPATH=str(REPO_ROOT), REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0")
+        env.pop("PYTHONPATH", None)
+        env.update(REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0")
         out = subprocess.run(
             [sys.executable, "-m", "bench.scrape"], env=env, cwd=REPO_ROOT, capture_output=True, check=True, timeout=300
         )

@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from wp_devsupport.ports import free_port, wait_for_port
+from wp_devsupport.processes import ManagedProcess
+from wp_devsupport.redis_server import RedisServer
 
-from testsupport.ports import free_port, wait_for_port  # noqa: E402
-from testsupport.processes import ManagedProcess  # noqa: E402
-from testsupport.redis_server import RedisServer  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EXTRAS_DIR = REPO_ROOT / ".state" / "bench" / "extras"
 #: Installed with `pip install --target` into EXTRAS_DIR, never into the project's requirements.

@@ -9,7 +9,7 @@
 # Everything comes from the Go module proxy (no GitHub release downloads, which this
 # machine cannot reach). Tools whose upstream go.mod cannot be used by `go install`
 # (kube-apiserver, etcd, prometheus) are built through small wrapper modules under
-# ci/gomod/, the collector through the collector builder and ci/otelcol/manifest.yaml.
+# ci/gomod/, the collector through the collector builder and ci/gomod/otelcol/manifest.yaml.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +25,7 @@ HELM3_VERSION=v3.22.0
 HELM3_K8S_MINOR=37
 KUBECONFORM_VERSION=v0.7.0
 ACTIONLINT_VERSION=v1.7.12
-# Builder and every component in ci/otelcol/manifest.yaml share this version (the
+# Builder and every component in ci/gomod/otelcol/manifest.yaml share this version (the
 # manifest explains why it is not the newest release).
 OTELCOL_VERSION=v0.161.0
 # Prometheus 3.x is published as Go module v0.3xx.y: v0.316.0 is release 3.16.0.
@@ -175,14 +175,14 @@ install_actionlint() {
 # --- OpenTelemetry Collector, assembled by the collector builder (ocb) ---------------
 
 build_otelcol() {
-  local out=$1 manifest="$repo_root/ci/otelcol/manifest.yaml"
+  local out=$1 manifest="$repo_root/ci/gomod/otelcol/manifest.yaml"
   # The builder refuses mismatched versions only partly; check the pin up front so a
   # half-bumped manifest fails with a clear message instead of a resolution error.
   local stray
   stray=$(sed 's/#.*//' "$manifest" | grep -oE 'v0\.[0-9]+\.[0-9]+' | sort -u |
     grep -vxF "$OTELCOL_VERSION" || true)
   [[ -z $stray ]] ||
-    die "ci/otelcol/manifest.yaml has versions $(echo "$stray" | tr '\n' ' ')but OTELCOL_VERSION is $OTELCOL_VERSION"
+    die "ci/gomod/otelcol/manifest.yaml has versions $(echo "$stray" | tr '\n' ' ')but OTELCOL_VERSION is $OTELCOL_VERSION"
   GOBIN="$out/.builder" go install -trimpath \
     "go.opentelemetry.io/collector/cmd/builder@$OTELCOL_VERSION"
   # The output dir goes into a copy of the manifest (the --output-path flag is
@@ -196,7 +196,7 @@ build_otelcol() {
 }
 
 install_otelcol() {
-  ensure otelcol "$OTELCOL_VERSION" otelcol "$repo_root/ci/otelcol/manifest.yaml" \
+  ensure otelcol "$OTELCOL_VERSION" otelcol "$repo_root/ci/gomod/otelcol/manifest.yaml" \
     build_otelcol
 }
 

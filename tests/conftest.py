@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testsupport.redis_server import RedisServer
+
+from wp_devsupport.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Assertions of ci/kind-e2e.sh, in plain Python (standard library only, Python 3.9+).
+"""Assertions of ci/kind/kind-e2e.sh, in plain Python (standard library only, Python 3.9+).
 
   e2e_check.py metrics --baseline BEFORE --current AFTER --expect QUEUE,ACTOR,OUTCOME=N ...
       The worker's /metrics scraped before and after the jobs were sent: for each --expect,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from behaviour_support import with_values
-from chart_support import FULLNAME, HELMS, find, pod_spec, render_chart, render_scenario
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
-from testsupport.redis_server import RedisServer
+
+from wp_devsupport.chart import FULLNAME, HELMS, find, pod_spec, render_chart, render_scenario, with_values
+from wp_devsupport.redis_server import RedisServer
 
 WORKER = f"{FULLNAME}-worker"
 

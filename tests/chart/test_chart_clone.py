@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from behaviour_support import api_pod, with_values
-from chart_support import FULLNAME, container, env_values, find, render_chart
+
+from wp_devsupport.chart import FULLNAME, api_pod, container, env_values, find, render_chart, with_values
 
 
 @pytest.fixture(scope="module")

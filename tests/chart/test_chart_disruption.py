@@ -4,17 +4,20 @@ preStop and its probes (liveness tolerant, readiness quick)."""
 from __future__ import annotations
 
 import yaml
-from behaviour_support import api_pod, with_values, worker_pod
-from chart_support import (
+
+from wp_devsupport.chart import (
     CHART,
     FULLNAME,
     SCENARIOS,
+    api_pod,
     container,
     default_values,
     env_values,
     find_all,
     render_chart,
     render_scenario,
+    with_values,
+    worker_pod,
 )
 
 VALUES_API = yaml.safe_load((CHART / "values.yaml").read_text())["api"]

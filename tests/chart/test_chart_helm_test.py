@@ -9,8 +9,8 @@ import tempfile
 from typing import Any
 
 import pytest
-from behaviour_support import with_values
-from chart_support import (
+
+from wp_devsupport.chart import (
     FULLNAME,
     NAMESPACE,
     RELEASE,
@@ -23,6 +23,7 @@ from chart_support import (
     render_chart,
     render_scenario,
     run_helm,
+    with_values,
 )
 
 

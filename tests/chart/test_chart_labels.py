@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from behaviour_support import pod_labels
-from chart_support import ALL_SCENARIOS, RELEASE, all_containers, find_all, pod_spec, render_scenario
+
+from wp_devsupport.chart import ALL_SCENARIOS, RELEASE, all_containers, find_all, pod_labels, pod_spec, render_scenario
 
 STANDARD_LABELS = (
     "app.kubernetes.io/name",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_support import CHART, HELMS, REPO, HelmError, default_values, render_chart, run_helm
+
+from wp_devsupport.chart import CHART, HELMS, REPO, HelmError, default_values, render_chart, run_helm
 
 
 def _readme_minimum() -> str:

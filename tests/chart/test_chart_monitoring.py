@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from behaviour_support import with_values
-from chart_support import FULLNAME, NAMESPACE, find, find_all, render_chart, render_scenario
+
+from wp_devsupport.chart import FULLNAME, NAMESPACE, find, find_all, render_chart, render_scenario, with_values
 
 
 class TestServiceMonitor:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from behaviour_support import with_values
-from chart_support import FULLNAME, RELEASE, find_all, render_chart, render_scenario
+
+from wp_devsupport.chart import FULLNAME, RELEASE, find_all, render_chart, render_scenario, with_values
 
 
 def _policies(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

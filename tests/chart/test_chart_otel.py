@@ -6,8 +6,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from behaviour_support import DOWNWARD_VARS, api_pod
-from chart_support import NAMESPACE, STAGING, all_containers, container, env_values, pod_specs, render_scenario
+
+from wp_devsupport.chart import (
+    DOWNWARD_VARS,
+    NAMESPACE,
+    STAGING,
+    all_containers,
+    api_pod,
+    container,
+    env_values,
+    pod_specs,
+    render_scenario,
+)
 
 
 class TestOtelEnvironment:

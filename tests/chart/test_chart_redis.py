@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from behaviour_support import api_pod, pod_labels
-from chart_support import (
+
+from wp_devsupport.chart import (
     FULLNAME,
     NAMESPACE,
+    api_pod,
     container,
     env_map,
     env_values,
     find,
     find_all,
+    pod_labels,
     pod_spec,
     render_chart,
     render_scenario,

@@ -10,8 +10,8 @@ import re
 from typing import Any
 
 import pytest
-from behaviour_support import api_pod, with_values, worker_pod
-from chart_support import (
+
+from wp_devsupport.chart import (
     FULLNAME,
     HELMS,
     KUBE_VERSIONS,
@@ -19,6 +19,7 @@ from chart_support import (
     RELEASE,
     HelmError,
     all_containers,
+    api_pod,
     container,
     default_values,
     env_map,
@@ -30,6 +31,8 @@ from chart_support import (
     render_chart,
     render_chart_text,
     run_helm,
+    with_values,
+    worker_pod,
 )
 
 URL_SECRET, URL_KEY = "team-redis-url", "url"

@@ -10,8 +10,8 @@ import re
 from typing import Any
 
 import pytest
-from behaviour_support import with_values
-from chart_support import (
+
+from wp_devsupport.chart import (
     ALL_SCENARIOS,
     FULLNAME,
     all_containers,
@@ -23,6 +23,7 @@ from chart_support import (
     render_chart,
     render_chart_text,
     render_scenario,
+    with_values,
 )
 
 

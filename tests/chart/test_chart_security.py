@@ -4,8 +4,9 @@ gets no ServiceAccount token."""
 from __future__ import annotations
 
 import pytest
-from behaviour_support import restricted_container_problems, restricted_pod_problems, worker_pod
-from chart_support import ALL_SCENARIOS, all_containers, container, find, pod_specs, render_scenario
+
+from wp_devsupport.chart import ALL_SCENARIOS, all_containers, container, find, pod_specs, render_scenario, worker_pod
+from wp_devsupport.pod_security import restricted_container_problems, restricted_pod_problems
 
 
 class TestPodSecurity:

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from chart_support import (
+
+from wp_devsupport.chart import (
     HELMS,
     NEWEST_KUBE,
     REPO,

@@ -6,8 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from behaviour_support import CONTRACT_VARS, DOWNWARD_VARS, OTEL_VARS, api_pod, with_values, worker_pod
-from chart_support import FULLNAME, container, env_values, find, pod_spec, render_chart, render_scenario
+
+from wp_devsupport.chart import (
+    CONTRACT_VARS,
+    DOWNWARD_VARS,
+    FULLNAME,
+    OTEL_VARS,
+    api_pod,
+    container,
+    env_values,
+    find,
+    pod_spec,
+    render_chart,
+    render_scenario,
+    with_values,
+    worker_pod,
+)
 
 
 class TestSidecarMode:

@@ -1,19 +1,25 @@
-"""ci/crd_to_jsonschema.py: the strictness rules of the CRD schema conversion."""
+"""ci/crd_to_jsonschema.py: the strictness rules of the CRD schema conversion.
+
+The converter is build tooling (ci/crd-schemas.sh runs it as a command), so it is run here the same
+way: the CRD below written to a file, converted into a temporary directory, the schema read back.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import json
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import jsonschema
-from chart_support import REPO
+import yaml
 
-_spec = importlib.util.spec_from_file_location("crd_to_jsonschema", REPO / "ci" / "crd_to_jsonschema.py")
-assert _spec
-assert _spec.loader
-crd_to_jsonschema = importlib.util.module_from_spec(_spec)
-sys.modules["crd_to_jsonschema"] = crd_to_jsonschema
-_spec.loader.exec_module(crd_to_jsonschema)
+from wp_devsupport.repo import REPO
+
+CONVERTER = REPO / "ci" / "crd_to_jsonschema.py"
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -55,10 +61,33 @@ CRD = {
 }
 
 
+@functools.cache
+def _converted() -> tuple[str, str]:
+    """(the converter's output line, the schema file's text) of CRD, converted once."""
+    with tempfile.TemporaryDirectory(prefix="crd-conversion-") as tmp:
+        crd_file, out_dir = Path(tmp) / "widget-crd.yaml", Path(tmp) / "schemas"
+        crd_file.write_text(yaml.safe_dump(CRD), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, str(CONVERTER), str(out_dir), str(crd_file)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        (written,) = result.stdout.splitlines()
+        return written, (out_dir / written).read_text(encoding="utf-8")
+
+
+def _schema() -> dict[str, Any]:
+    written, text = _converted()
+    assert written == "example.com/widget_v1.json"
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
 def _validator() -> jsonschema.Draft7Validator:
-    ((path, schema),) = crd_to_jsonschema.crd_schemas(CRD)
-    assert str(path) == "example.com/widget_v1.json"
-    return jsonschema.Draft7Validator(schema)
+    return jsonschema.Draft7Validator(_schema())
 
 
 def _valid(obj: dict) -> bool:
@@ -82,5 +111,5 @@ def test_root_pins_api_version_and_kind() -> None:
 
 
 def test_defaults_are_values_not_schemas() -> None:
-    ((_, schema),) = crd_to_jsonschema.crd_schemas(CRD)
+    schema = _schema()
     assert schema["properties"]["spec"]["properties"]["default"]["default"] == {"properties": {"x": 1}}

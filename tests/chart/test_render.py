@@ -10,7 +10,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from chart_support import (
+
+from wp_devsupport.chart import (
     ALL_SCENARIOS,
     CHART,
     HELMS,
@@ -144,6 +145,19 @@ def test_root_chart_package_holds_only_chart_files(tmp_path) -> None:
     assert outside_dependency == ["Chart.lock", "Chart.yaml", "templates/NOTES.txt", "values-staging.yaml"]
 
 
+def test_chart_package_holds_no_source_or_ci_values(tmp_path) -> None:
+    """chart/.helmignore keeps the dashboards' source code and the CI values files out of the package."""
+    run_helm(["package", str(CHART), "--destination", str(tmp_path)])
+    (package,) = tmp_path.glob("*.tgz")
+    with tarfile.open(package) as tar:
+        names = sorted(n.split("/", 1)[1] for n in tar.getnames())
+    assert [n for n in names if n.endswith((".py", ".pyc")) or n.startswith(("ci/", "dashboards/wp_"))] == []
+    committed = sorted(f"dashboards/{p.name}" for p in (CHART / "dashboards").glob("*.json"))
+    assert committed
+    assert [n for n in names if n.startswith("dashboards/")] == committed
+    assert {"Chart.yaml", "values.yaml", "values.schema.json", "README.md"} <= set(names)
+
+
 def test_staging_renders_through_the_root_chart() -> None:
     objects = render_scenario(STAGING)
     kinds = Counter(o["kind"] for o in objects)
@@ -152,7 +166,7 @@ def test_staging_renders_through_the_root_chart() -> None:
 
 
 def test_crd_schemas_are_the_pinned_versions_and_strict() -> None:
-    from chart_support import CRD_SCHEMAS, find
+    from wp_devsupport.chart import CRD_SCHEMAS, find
 
     objects = render_scenario("worker-deployment-keda")
     if not (CRD_SCHEMAS / "SOURCES").exists():

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, HELMS, REPO, HelmError, default_values, render_chart
+
+from wp_devsupport.chart import CHART, CI_VALUES, HELMS, REPO, HelmError, default_values, render_chart
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -299,7 +300,7 @@ def test_yaml_files_pass_yamllint() -> None:
         "{extends: default, rules: {line-length: {max: 120}, document-start: disable, truthy: {check-keys: false}}}"
     )
     files = [CHART / "values.yaml", CHART / "Chart.yaml", REPO / "Chart.yaml", REPO / "values-staging.yaml"]
-    files += sorted((REPO / "ci" / "values").glob("*.yaml"))
+    files += sorted(CI_VALUES.glob("*.yaml"))
     proc = subprocess.run(
         [sys.executable, "-m", "yamllint", "-f", "parsable", "-d", config, *map(str, files)],
         capture_output=True,

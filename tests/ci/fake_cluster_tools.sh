@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fake kind, kubectl, helm and docker for test_ci_kind_script.py (installed as symlinks named after
-# each tool): records the call, answers the few questions ci/kind-e2e.sh asks, and hands what needs
+# each tool): records the call, answers the few questions ci/kind/kind-e2e.sh asks, and hands what needs
 # real logic (the collector's log, curl) to fake_cluster_tools.py. Plain sh keeps each call cheap.
 # Calls go to $FAKE_STATE/calls.log, one per line, the tool and its arguments separated by \037.
 tool=$(basename "$0")

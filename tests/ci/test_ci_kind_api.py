@@ -1,4 +1,4 @@
-"""The kind job's test API (ci/kind/api) and the assertions ci/kind-e2e.sh makes with it.
+"""The kind job's test API (ci/kind/api) and the assertions ci/kind/kind-e2e.sh makes with it.
 
 * app.py is the README's FastAPI example, byte for byte; kind_api.py adds /healthz and POST /pings.
 * Its locked requirements agree with the worker's locks.
@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 import redis
 import requests
-from ci_support import API_DIR, BUILD_API_IMAGE, E2E_CHECK, REPO, collector_config, require_otelcol, run
-from testsupport.ports import free_port, wait_for_port
-from testsupport.processes import ManagedProcess, wait_until
-from testsupport.redis_server import RedisServer
-from testsupport.worker import WorkerProcess, clean_environment
+
+from wp_devsupport.ci_files import API_DIR, BUILD_API_IMAGE, E2E_CHECK, REPO, collector_config, require_otelcol, run
+from wp_devsupport.ports import free_port, wait_for_port
+from wp_devsupport.processes import ManagedProcess, wait_until
+from wp_devsupport.redis_server import RedisServer
+from wp_devsupport.worker import WorkerProcess, clean_environment
 
 README = REPO / "README.md"
-DRIVER = Path(__file__).with_name("kind_api_driver.py")
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)")
 
 
@@ -57,10 +57,11 @@ def test_app_is_the_readme_example_byte_for_byte() -> None:
 
 def drive_api(env: dict[str, str], calls: list[dict[str, Any]]) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, str(DRIVER)],
+        # In ci/kind/api, as the image runs it (WORKDIR /opt/api): see wp_devsupport.kind_api_driver.
+        [sys.executable, "-m", "wp_devsupport.kind_api_driver"],
         input=json.dumps(calls),
         env=env,
-        cwd=REPO,
+        cwd=API_DIR,
         capture_output=True,
         text=True,
         timeout=120,

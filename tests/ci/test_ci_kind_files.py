@@ -1,6 +1,6 @@
-"""The inputs of ci/kind-e2e.sh: ci/kind-values.yaml rendered through the root chart with the real
+"""The inputs of ci/kind/kind-e2e.sh: ci/kind/kind-values.yaml rendered through the root chart with the real
 helm 3 and 4 (every object schema-validated), the collector manifest and its config (validated by
-the real collector of the same release), ci/kind-config.yaml, the CRDs the script applies, and
+the real collector of the same release), ci/kind/kind-config.yaml, the CRDs the script applies, and
 that all of them agree with each other and with the script."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import (
+
+from wp_devsupport.chart import (
     CRD_SCHEMAS,
     HELMS,
     KUBE_VERSIONS,
@@ -30,7 +31,7 @@ from chart_support import (
     render_chart_text,
     root_chart_copy,
 )
-from ci_support import (
+from wp_devsupport.ci_files import (
     API_DIR,
     KIND_CONFIG,
     KIND_E2E,
@@ -43,6 +44,7 @@ from ci_support import (
     script_setting,
     tools_version,
 )
+from wp_devsupport.pod_security import restricted_container_problems, restricted_pod_problems
 
 RELEASE = script_setting("RELEASE")
 NAMESPACE = script_setting("NAMESPACE")
@@ -58,7 +60,7 @@ def _rendered(helm: str, kube_version: str) -> str:
         kube_version=kube_version,
         chart=root,
         values_files=[KIND_VALUES],
-        # ci/kind-e2e.sh installs the prometheus-operator CRDs before the chart.
+        # ci/kind/kind-e2e.sh installs the prometheus-operator CRDs before the chart.
         api_versions=("monitoring.coreos.com/v1",),
         release=RELEASE,
         namespace=NAMESPACE,
@@ -183,9 +185,7 @@ def test_collector_objects_are_valid(kube_version: str) -> None:
 
 
 def test_collector_meets_the_restricted_pod_security_standard() -> None:
-    """Its namespace enforces "restricted" (as the chart's does in ci/kind-e2e.sh)."""
-    from behaviour_support import restricted_container_problems, restricted_pod_problems
-
+    """Its namespace enforces "restricted" (as the chart's does in ci/kind/kind-e2e.sh)."""
     objects = collector_objects()
     namespace = find(objects, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -1,4 +1,4 @@
-"""ci/kind-e2e.sh and ci/kind/build-api-image.sh: syntax, shellcheck, and the e2e script's control
+"""ci/kind/kind-e2e.sh and ci/kind/build-api-image.sh: syntax, shellcheck, and the e2e script's control
 flow run from start to end against fake kind/kubectl/helm/docker/curl (kind cannot run here).
 
 The fakes (fake_cluster_tools.py) record every call, so these tests see what the script would ask
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ci_support import KIND_E2E, REPO, SCRIPTS, run, shellcheck
+
+from wp_devsupport.ci_files import KIND_E2E, REPO, SCRIPTS, run, shellcheck
 
 FAKE_PY = Path(__file__).with_name("fake_cluster_tools.py")
 FAKE_SH = Path(__file__).with_name("fake_cluster_tools.sh")
@@ -82,7 +83,7 @@ def _without_context(args: list[str]) -> list[str]:
     return out
 
 
-#: Scenario name -> environment of one run of ci/kind-e2e.sh against the fakes.
+#: Scenario name -> environment of one run of ci/kind/kind-e2e.sh against the fakes.
 SCENARIOS: dict[str, dict[str, str]] = {
     "happy": {},
     "helm-upgrade-fails": {"FAKE_FAIL": "helm upgrade"},
@@ -152,7 +153,7 @@ def test_happy_path_does_every_step_in_order_and_deletes_the_cluster(runs: dict[
 
     create = result.called("kind", "create", "cluster")
     assert create == [
-        ["kind", "create", "cluster", "--name", CLUSTER, "--config", "ci/kind-config.yaml", "--wait", "180s"]
+        ["kind", "create", "cluster", "--name", CLUSTER, "--config", "ci/kind/kind-config.yaml", "--wait", "180s"]
     ]
     assert result.called("kind", "load", "docker-image") == [
         ["kind", "load", "docker-image", "--name", CLUSTER, "wp-k8s-service-worker:kind", "wp-k8s-service-api:kind"]
@@ -168,7 +169,7 @@ def test_happy_path_does_every_step_in_order_and_deletes_the_cluster(runs: dict[
     assert len(upgrade) == 1
     assert upgrade[0][:3] == ["helm", "--kube-context", context]
     assert upgrade[0][5:] == [
-        "wp-k8s-service", str(REPO), "--namespace", "wp-k8s-service", "--values", "ci/kind-values.yaml",
+        "wp-k8s-service", str(REPO), "--namespace", "wp-k8s-service", "--values", "ci/kind/kind-values.yaml",
         "--wait", "--timeout", "6m",
     ]  # fmt: skip
     labels = result.called("kubectl", "label", "--overwrite", "namespace", "wp-k8s-service")
@@ -213,7 +214,7 @@ def test_happy_path_does_every_step_in_order_and_deletes_the_cluster(runs: dict[
 def test_a_failing_step_is_named_the_cluster_dumped_and_deleted(runs: dict[str, Run]) -> None:
     result = runs["helm-upgrade-fails"]
     assert result.status == 1
-    assert "FAILED at step: helm upgrade --install wp-k8s-service . -f ci/kind-values.yaml" in result.stderr
+    assert "FAILED at step: helm upgrade --install wp-k8s-service . -f ci/kind/kind-values.yaml" in result.stderr
     # Diagnostics: helm status, events, pod descriptions and logs of both namespaces.
     assert result.called("helm", "status", "wp-k8s-service")
     assert result.called("kubectl", "get", "events", "-A", "--sort-by=.lastTimestamp")

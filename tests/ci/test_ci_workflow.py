@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from ci_support import BIN, KIND_E2E, REPO, TOOLS_SH, WORKFLOW, run, script_setting, shellcheck
+
+from wp_devsupport.ci_files import BIN, KIND_E2E, REPO, TOOLS_SH, WORKFLOW, run, script_setting, shellcheck
 
 _PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
@@ -78,7 +79,7 @@ def test_jobs_call_the_scripts_anyone_can_run(workflow: dict[Any, Any]) -> None:
     assert "tests/chart" in commands("chart")
     assert "tests/ci" in commands("chart")
     assert "make image" in commands("image")
-    assert "ci/kind-e2e.sh" in commands("kind")
+    assert "ci/kind/kind-e2e.sh" in commands("kind")
     # Thin steps: no step is a script of its own.
     for name, job in workflow["jobs"].items():
         for step in job["steps"]:

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import clone_env
-from testsupport.otlp_receiver import OtlpReceiver
-from testsupport.processes import wait_until
-from testsupport.worker import WorkerProcess, clean_environment, produce
-from wpcheck import assert_cloned, fingerprint
+
+from wp_devsupport.otlp_receiver import OtlpReceiver
+from wp_devsupport.processes import wait_until
+from wp_devsupport.wordpress.check import assert_cloned, fingerprint
+from wp_devsupport.wordpress.sites import clone_env
+from wp_devsupport.worker import WorkerProcess, clean_environment, produce
 
 pytestmark = pytest.mark.integration
 

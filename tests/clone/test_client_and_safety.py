@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import clone_env
 from opentelemetry.trace import SpanKind, StatusCode
 
 from worker_app.errors import InvalidJobArguments, TransientJobError
@@ -18,6 +17,7 @@ from worker_app.wordpress import CloneSettings
 from worker_app.wordpress.client import WordPressClient
 from worker_app.wordpress.safety import AddressRefused, HostPolicy
 from worker_app.wordpress.transport import guarded_session
+from wp_devsupport.wordpress.sites import clone_env
 
 
 def make_client(site, settings, *, authenticated=True, sleep=time.sleep):

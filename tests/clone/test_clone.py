@@ -8,14 +8,14 @@ import logging
 import time
 
 import pytest
-from conftest import clone_env
 from opentelemetry.trace import SpanKind
-from wpcheck import assert_cloned, by_slug, fingerprint, rest, source_url_mentions
 
 from worker_app.errors import InvalidJobArguments, TransientJobError
 from worker_app.wordpress import CloneSettings, parse_clone_request, run_clone
 from worker_app.wordpress.metrics import CLONE_ITEMS
 from worker_app.wordpress.writer import Cloner
+from wp_devsupport.wordpress.check import assert_cloned, by_slug, fingerprint, rest, source_url_mentions
+from wp_devsupport.wordpress.sites import clone_env
 
 ALL_COPIED = {
     "categories": {"copied": 3, "updated": 0, "skipped": 1, "failed": 0},  # "uncategorized" exists

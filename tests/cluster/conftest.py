@@ -1,7 +1,7 @@
 """The chart against a real Kubernetes API server: one etcd + kube-apiserver for the whole session.
 
 Fixtures:
-* `control_plane` (session): etcd and kube-apiserver started by control_plane.ControlPlane, stopped at
+* `control_plane` (session): etcd and kube-apiserver started by wp_devsupport.cluster.control_plane.ControlPlane, stopped at
   the end of the session whatever happens. Skipped, with the command to run, when bin/etcd and
   bin/kube-apiserver are both missing (`ci/tools.sh etcd kube-apiserver`); an error when only one is.
 * `cluster` (session): the control plane with the prometheus-operator and KEDA CRDs Established, an API
@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# tests/chart holds chart_support (render_chart, the values files, the root-chart copy).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-
-from chart_support import cleanup as chart_cleanup
-from chart_support import helm_path
-from cluster_support import CRD_DIR, RESTRICTED, Cluster, Namespace, create_namespace, install_crds
-from control_plane import ETCD, KUBE_APISERVER, ControlPlane
-from kube_client import Helm, KubeClient
+from wp_devsupport.chart import cleanup as chart_cleanup
+from wp_devsupport.chart import helm_path
+from wp_devsupport.cluster.control_plane import ETCD, KUBE_APISERVER, ControlPlane
+from wp_devsupport.cluster.kube_client import Helm, KubeClient
+from wp_devsupport.cluster.support import CRD_DIR, RESTRICTED, Cluster, Namespace, create_namespace, install_crds
 
 _active: ControlPlane | None = None
 _summary: list[str] = []

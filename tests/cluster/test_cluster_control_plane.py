@@ -8,8 +8,10 @@ import subprocess
 import time
 
 import pytest
-from cluster_support import Cluster, Namespace
-from control_plane import ADMISSION_PLUGINS, KUBE_APISERVER, REPO
+
+from wp_devsupport.cluster.control_plane import ADMISSION_PLUGINS, KUBE_APISERVER
+from wp_devsupport.cluster.support import Cluster, Namespace
+from wp_devsupport.repo import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ test_cluster_pod_security.py shows each of these checks does fail on a non-compl
 from __future__ import annotations
 
 import pytest
-from chart_support import HELMS
-from cluster_support import (
+
+from wp_devsupport.chart import HELMS
+from wp_devsupport.cluster.support import (
     Cluster,
     Namespace,
     create_existing_secrets,

@@ -8,8 +8,9 @@ import copy
 from typing import Any
 
 import pytest
-from chart_support import HELMS
-from cluster_support import (
+
+from wp_devsupport.chart import HELMS
+from wp_devsupport.cluster.support import (
     Cluster,
     Namespace,
     create_namespace,

@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from chart_support import HELMS, root_chart_copy
-from cluster_support import (
+
+from wp_devsupport.chart import HELMS, root_chart_copy
+from wp_devsupport.cluster.support import (
     SECRET_SIZE_LIMIT,
     Cluster,
     Namespace,

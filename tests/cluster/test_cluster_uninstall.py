@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from chart_support import HELMS
-from cluster_support import (
+
+from wp_devsupport.chart import HELMS
+from wp_devsupport.cluster.support import (
     Cluster,
     Namespace,
     create_existing_secrets,

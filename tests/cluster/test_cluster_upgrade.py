@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 import pytest
-from chart_support import CHART, HELMS, SCENARIOS, container, env_values
-from cluster_support import Cluster, Namespace, helm_install, scenarios
+
+from wp_devsupport.chart import CHART, HELMS, SCENARIOS, container, env_values
+from wp_devsupport.cluster.support import Cluster, Namespace, helm_install, scenarios
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from testsupport.stack import Stack, require_tools
+
+from wp_devsupport.stack import Stack, require_tools
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -8,8 +8,9 @@ producer to consumer, and be counted in what Prometheus scraped.
 from __future__ import annotations
 
 import pytest
-from testsupport.processes import wait_until
-from testsupport.worker import produce
+
+from wp_devsupport.processes import wait_until
+from wp_devsupport.worker import produce
 
 pytestmark = pytest.mark.integration
 

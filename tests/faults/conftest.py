@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_support import REPORT, AofRedis
-from testsupport.worker import WorkerProcess
+
+from wp_devsupport.faults import REPORT, AofRedis
+from wp_devsupport.worker import WorkerProcess
 
 
 @pytest.fixture(scope="session", autouse=True)

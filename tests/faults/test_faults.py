@@ -14,7 +14,8 @@ import time
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
-from fault_support import (
+
+from wp_devsupport.faults import (
     NS,
     QUEUE,
     OtlpSink,
@@ -28,7 +29,7 @@ from fault_support import (
     where_are,
     worker_pids,
 )
-from testsupport.processes import wait_until
+from wp_devsupport.processes import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

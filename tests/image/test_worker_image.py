@@ -26,10 +26,8 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client.parser import text_string_to_metric_families
-from testsupport.ports import free_port
-from testsupport.redis_server import RedisServer
 
-from .conftest import (
+from wp_devsupport.image import (
     MEASUREMENTS,
     ROOT,
     BuiltImage,
@@ -37,6 +35,8 @@ from .conftest import (
     docker,
     docker_cli,
 )
+from wp_devsupport.ports import free_port
+from wp_devsupport.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 

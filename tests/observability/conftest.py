@@ -1,11 +1,12 @@
-"""Fixtures of the observability tests; the helpers live in observability_support.py."""
+"""Fixtures of the observability tests; the helpers live in wp_devsupport.observability."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from observability_support import committed_dashboards
+
+from wp_devsupport.observability import committed_dashboards
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The chart's `grafanaDashboards` ConfigMaps and `prometheusRule` PrometheusRule: off by default, shaped by
 their values, valid against the strict Kubernetes and CRD schemas, and refusing bad values.
 
-(ci/values/observability.yaml also puts both through every check of tests/chart: Helm 3 and 4, three
+(chart/ci/observability-values.yaml also puts both through every check of tests/chart: Helm 3 and 4, three
 Kubernetes versions, `helm lint --strict`.)
 """
 
@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 import pytest
-from observability_support import (
+
+from wp_devsupport import chart as chart_support
+from wp_devsupport.observability import (
     DASHBOARD_DIR,
     alerting_rules,
-    chart_support,
     merge,
     render_rules,
 )

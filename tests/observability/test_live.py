@@ -1,5 +1,5 @@
 """Every PromQL expression of the dashboards and of the chart's alert rules, run against the real Prometheus
-of the e2e stack (testsupport.stack: Redis, OpenTelemetry Collector, Prometheus 3.16 with exemplar storage,
+of the e2e stack (wp_devsupport.stack: Redis, OpenTelemetry Collector, Prometheus 3.16 with exemplar storage,
 the worker) while it processes real jobs, plus a real clone between two real WordPress sites.
 
 Prometheus scrapes the worker twice: as the stack configures it (job `wp-k8s-service-worker`, no namespace
@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from observability_support import (
+
+from wp_devsupport.observability import (
     PanelQuery,
     VariableQuery,
     alerting_rules,
@@ -46,10 +47,11 @@ from observability_support import (
     substitute,
     write_rule_file,
 )
-from testsupport.ports import free_port
-from testsupport.processes import wait_until
-from testsupport.stack import Stack, require_tools
-from testsupport.worker import produce
+from wp_devsupport.ports import free_port
+from wp_devsupport.processes import wait_until
+from wp_devsupport.stack import Stack, require_tools
+from wp_devsupport.wordpress.sites import running_sites
+from wp_devsupport.worker import produce
 
 pytestmark = pytest.mark.integration
 
@@ -248,21 +250,8 @@ def _wait_for(stack: Stack, promql: str, predicate: Any, timeout: float, message
 
 @pytest.fixture(scope="module")
 def wordpress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Two real WordPress sites (ci/wordpress/sites.py, as in tests/clone)."""
-    import importlib.util
-    import sys
-
-    from observability_support import REPO
-
-    spec = importlib.util.spec_from_file_location("wp_fixture_sites", REPO / "ci" / "wordpress" / "sites.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    with module.running_sites(tmp_path_factory.mktemp("wordpress")) as sites:
+    """Two real WordPress sites (wp_devsupport.wordpress.sites, as in tests/clone)."""
+    with running_sites(tmp_path_factory.mktemp("wordpress")) as sites:
         yield sites
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from observability_support import REPO, RULE_TESTS_DIR, alerting_rules, render_rules, write_rule_file
+
+from wp_devsupport.observability import REPO, RULE_TESTS_DIR, alerting_rules, render_rules, write_rule_file
 
 PROMTOOL = REPO / "bin" / "promtool"
 README = REPO / "chart" / "README.md"

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testsupport.otlp_receiver import OtlpReceiver
-from testsupport.processes import wait_until
-from testsupport.worker import REPO_ROOT, clean_environment
+from wp_devsupport.otlp_receiver import OtlpReceiver
+from wp_devsupport.processes import wait_until
+from wp_devsupport.worker import REPO_ROOT, clean_environment
 
 SERVER, PRODUCER = 2, 4  # OTLP SpanKind values
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pytest
 import redis
 import requests
-from testsupport.ports import free_port
-from testsupport.processes import wait_until
-from testsupport.redis_server import RedisServer
-from testsupport.worker import WorkerProcess, clean_environment
 
 from worker_app.runtime.readiness import BROKER_NOT_USED, BROKER_OK, BrokerReadiness
+from wp_devsupport.ports import free_port
+from wp_devsupport.processes import wait_until
+from wp_devsupport.redis_server import RedisServer
+from wp_devsupport.worker import WorkerProcess, clean_environment
 
 
 @dataclass

@@ -14,12 +14,12 @@ import pytest
 import redis
 from dramatiq.message import Message
 from prometheus_client import CollectorRegistry
-from testsupport.processes import wait_until
 
-from worker_app.runtime.broker import build_broker
 from worker_app.observability.metrics import PrometheusMetrics
+from worker_app.runtime.broker import build_broker
 from worker_app.runtime.redis_delivery import UNDECODABLE_ACTOR, UNKNOWN_ACTOR, LosslessRedisBroker, decode_message
 from worker_app.runtime.settings import Settings
+from wp_devsupport.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from testsupport.ports import free_port
-from testsupport.worker import REPO_ROOT, clean_environment
 
 from worker_app.config.envparse import ConfigError
 from worker_app.runtime.settings import Settings
 from worker_app.runtime.startup_checks import listen_problem, prepare_metrics_directory
+from wp_devsupport.ports import free_port
+from wp_devsupport.worker import REPO_ROOT, clean_environment
 
 
 def run_worker(**env: str) -> subprocess.CompletedProcess[str]:

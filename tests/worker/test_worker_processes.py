@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from testsupport.otlp_receiver import OtlpReceiver
-from testsupport.ports import free_port
-from testsupport.processes import wait_until
-from testsupport.redis_server import RedisServer
-from testsupport.worker import WorkerProcess, clean_environment, produce
+
+from wp_devsupport.otlp_receiver import OtlpReceiver
+from wp_devsupport.ports import free_port
+from wp_devsupport.processes import wait_until
+from wp_devsupport.redis_server import RedisServer
+from wp_devsupport.worker import WorkerProcess, clean_environment, produce
 
 pytestmark = pytest.mark.integration
 

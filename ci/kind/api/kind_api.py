@@ -6,7 +6,7 @@ unchanged; this module only adds two routes to the same `app`:
 
 - `GET /healthz`: the path the chart's API startup, liveness and readiness probes use
   (`api.*Probe.path`, port `http` = `api.containerPort` 8000).
-- `POST /pings`: enqueues the `ping` actor with a fresh nonce, so ci/kind-e2e.sh can follow a job
+- `POST /pings`: enqueues the `ping` actor with a fresh nonce, so ci/kind/kind-e2e.sh can follow a job
   that always succeeds (a `clone_wordpress` job fails for good in kind: no WordPress host is allowed).
 
 The image runs `uvicorn kind_api:app` (see the Dockerfile); FastAPIInstrumentor already wraps the

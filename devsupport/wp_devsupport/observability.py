@@ -1,31 +1,26 @@
 """Helpers of the observability tests: the generated dashboards, the chart's rendered alert rules, and the
 PromQL of both (the queries the live test runs against Prometheus).
 
-(A module with a unique name rather than conftest.py, like tests/chart/chart_support.py.) The chart helpers
-come from tests/chart/chart_support.py (the very module the chart tests use) and the dashboard generator
-from ci/dashboards, both put on sys.path here.
+The chart helpers are wp_devsupport.chart (the very module the chart tests use). The dashboards are read
+as the chart ships them (chart/dashboards/*.json); the generator (chart/dashboards/wp_dashboards) is run
+by the tests as a command, like `make dashboards` runs it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
-for path in (TESTS / "chart", REPO / "ci"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-import chart_support  # noqa: E402
-import dashboards as dashboard_code  # noqa: E402  (ci/dashboards)
+from . import chart as chart_support
+from .repo import REPO
 
 DASHBOARD_DIR = REPO / "chart" / "dashboards"
-RULE_TESTS_DIR = Path(__file__).resolve().parent / "rules"
+RULE_TESTS_DIR = REPO / "tests" / "observability" / "rules"
 
 #: Chart values that turn the PrometheusRule on (rendered without a cluster).
 RULE_VALUES: dict[str, Any] = {"prometheusRule": {"enabled": True, "skipApiCheck": True}}
@@ -36,6 +31,23 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+#: The dashboards-as-code (Grafana foundation SDK), next to the JSON it writes; run as
+#: `python -m wp_dashboards` from DASHBOARD_DIR (`make dashboards`).
+DASHBOARD_GENERATOR = "wp_dashboards"
+
+
+def run_dashboard_generator(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m wp_dashboards ARGS` in chart/dashboards, as `make dashboards` runs it (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", DASHBOARD_GENERATOR, *args],
+        cwd=DASHBOARD_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def committed_dashboards() -> dict[str, dict[str, Any]]:
@@ -123,7 +135,7 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 def render_rules(values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """The chart's PrometheusRule (RULE_VALUES + `values` on top of ci/values/defaults.yaml)."""
+    """The chart's PrometheusRule (RULE_VALUES + `values` on top of chart/ci/defaults-values.yaml)."""
     full = merge(merge(chart_support.default_values(), RULE_VALUES), values or {})
     (rule,) = chart_support.render_chart(full, show_only="templates/prometheusrule.yaml", **kwargs)
     return rule
@@ -143,19 +155,19 @@ def write_rule_file(rule: dict[str, Any], path: Path) -> Path:
 
 __all__ = [
     "DASHBOARD_DIR",
+    "DASHBOARD_GENERATOR",
     "REPO",
     "RULE_TESTS_DIR",
     "PanelQuery",
     "VariableQuery",
     "alerting_rules",
     "all_panels",
-    "chart_support",
     "committed_dashboards",
-    "dashboard_code",
     "merge",
     "prometheus_queries",
     "prometheus_variables",
     "render_rules",
+    "run_dashboard_generator",
     "substitute",
     "write_rule_file",
 ]

@@ -18,10 +18,11 @@ import requests
 from .ports import free_port, wait_for_port
 from .processes import ManagedProcess, wait_until
 from .redis_server import RedisServer
-from .worker import REPO_ROOT, WorkerProcess, clean_environment
+from .repo import BIN
+from .worker import WorkerProcess, clean_environment
 
-BIN = REPO_ROOT / "bin"
-COLLECTOR_CONFIG = REPO_ROOT / "ci" / "otelcol" / "config.yaml"
+#: The collector's configuration for the tests and the demo (package data next to this module).
+COLLECTOR_CONFIG = Path(__file__).with_name("otelcol.yaml")
 SPAN_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
@@ -45,7 +46,7 @@ class CollectedSpan:
 
 
 class Collector:
-    """bin/otelcol with ci/otelcol/config.yaml: OTLP/HTTP in, OTLP/JSON lines out to a file."""
+    """bin/otelcol with wp_devsupport/otelcol.yaml: OTLP/HTTP in, OTLP/JSON lines out to a file."""
 
     def __init__(self, workdir: Path) -> None:
         require_tools("otelcol")

@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / "bin"
+from .repo import BIN, REPO
+
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yaml"
-KIND_E2E = REPO / "ci" / "kind-e2e.sh"
-BUILD_API_IMAGE = REPO / "ci" / "kind" / "build-api-image.sh"
-KIND_CONFIG = REPO / "ci" / "kind-config.yaml"
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
-COLLECTOR_MANIFEST = REPO / "ci" / "kind" / "otel-collector.yaml"
-E2E_CHECK = REPO / "ci" / "kind" / "e2e_check.py"
-API_DIR = REPO / "ci" / "kind" / "api"
+KIND_DIR = REPO / "ci" / "kind"
+KIND_E2E = KIND_DIR / "kind-e2e.sh"
+BUILD_API_IMAGE = KIND_DIR / "build-api-image.sh"
+KIND_CONFIG = KIND_DIR / "kind-config.yaml"
+KIND_VALUES = KIND_DIR / "kind-values.yaml"
+COLLECTOR_MANIFEST = KIND_DIR / "otel-collector.yaml"
+E2E_CHECK = KIND_DIR / "e2e_check.py"
+API_DIR = KIND_DIR / "api"
 TOOLS_SH = REPO / "ci" / "tools.sh"
 SCRIPTS = (KIND_E2E, BUILD_API_IMAGE)
 

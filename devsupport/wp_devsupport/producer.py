@@ -2,7 +2,7 @@
 
 Reads a JSON list of jobs on stdin: {"actor": "ping", "args": [...], "kwargs": {...},
 "options": {"delay": 1000, ...}}; prints the message ids as a JSON list.
-Run: python tests/testsupport/producer.py (with REDIS_* and OTEL_* in the environment).
+Run: python -m wp_devsupport.producer (with REDIS_* and OTEL_* in the environment).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Cache: a MariaDB datadir fresh from `mariadb-install-db` is kept under WP_FIXTUR
 a new one. Sites are always installed and seeded for real (a few seconds): their URLs contain the
 ports, which change from run to run.
 
-Used by tests/clone/conftest.py, and by hand: `python ci/wordpress/sites.py up` starts both sites,
-prints their URLs and credentials as JSON and runs until interrupted.
+Used by tests/clone and tests/observability, and by hand: `python -m wp_devsupport.wordpress.sites up`
+starts both sites, prints their URLs and credentials as JSON and runs until interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..repo import REPO
+
+#: The PHP helpers (package data next to this module).
 HERE = Path(__file__).resolve().parent
+#: Installs WordPress, PHP and MariaDB from Debian when missing (a services installer, kept in ci/).
+INSTALL_SH = REPO / "ci" / "wordpress" / "install.sh"
 WORDPRESS_DIR = Path("/usr/share/wordpress")
 # Entries of the Debian tree a site gets its own copy of instead of a link.
 OWN_ENTRIES = {"wp-config.php", "wp-content"}
@@ -209,7 +214,7 @@ class Site:
         (self.root / "site.json").write_text(json.dumps({"url": self.url}))
         (self.root / "wp-config.php").write_text(
             f"""<?php
-// Written by ci/wordpress/sites.py for the clone tests.
+// Written by wp_devsupport/wordpress/sites.py for the clone tests.
 define('DB_NAME', {_php_string(self.database)});
 define('DB_USER', {_php_string(self.database)});
 define('DB_PASSWORD', {_php_string(password)});
@@ -276,7 +281,7 @@ require_once ABSPATH . 'wp-settings.php';
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/wp-json/", timeout=5) as response:  # noqa: S310 - our http URL
+            with urllib.request.urlopen(f"{self.url}/wp-json/", timeout=5) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -348,7 +353,7 @@ class Sites:
 def running_sites(base: Path | None = None) -> Iterator[Sites]:
     """Install (if needed), create, seed and serve both sites; stop everything on exit."""
     started = time.monotonic()
-    subprocess.run([str(HERE / "install.sh")], check=True)
+    subprocess.run([str(INSTALL_SH)], check=True)
     owned = base is None
     base = Path(tempfile.mkdtemp(prefix="wp-sites-")) if base is None else _ensure(base)
     db = MariaDB(base / "mariadb")
@@ -371,9 +376,25 @@ def running_sites(base: Path | None = None) -> Iterator[Sites]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def clone_env(sites: Sites, **overrides: str) -> dict[str, str]:
+    """The worker environment the clone needs for the two loopback sites."""
+    source, target = sites.source, sites.target
+    env = {
+        "CLONE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CLONE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "CLONE_HTTP_TIMEOUT": "20",
+        "CLONE_HTTP_RETRIES": "2",
+        "CLONE_HTTP_BACKOFF": "0.05",
+        f"WORDPRESS_AUTH_127_0_0_1_{source.port}": f"{source.username}:{source.application_password}",
+        f"WORDPRESS_AUTH_127_0_0_1_{target.port}": f"{target.username}:{target.application_password}",
+    }
+    env.update(overrides)
+    return env
+
+
 def main() -> None:
     if sys.argv[1:] != ["up"]:
-        print("usage: python ci/wordpress/sites.py up", file=sys.stderr)
+        print("usage: python -m wp_devsupport.wordpress.sites up", file=sys.stderr)
         sys.exit(2)
     # SIGTERM (e.g. from `timeout`) must unwind like Ctrl-C, or the servers outlive this process.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))

@@ -1,6 +1,10 @@
-"""Drives the kind job's test API (ci/kind/api/kind_api.py) in a process of its own, as ci/kind-e2e.sh
+"""Drives the kind job's test API (ci/kind/api/kind_api.py) in a process of its own, as ci/kind/kind-e2e.sh
 does through the port-forward: runs the app's lifespan, sends the requests given as JSON on stdin
 ([{"method": "GET"|"POST", "path": "/pings"}, ...]) and prints the answers as JSON.
+
+Run as `python -m wp_devsupport.kind_api_driver` with ci/kind/api as the working directory: `-m` puts
+the working directory first on the import path, so `kind_api` is imported from there, the way the
+image's `uvicorn kind_api:app` (WORKDIR /opt/api) imports it.
 
 A process of its own because the app configures the global OpenTelemetry SDK (from OTEL_*) and
 builds the broker from REDIS_* at import; WORKER_BROKER=stub makes it enqueue in memory, and then
@@ -11,16 +15,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-API_DIR = Path(__file__).resolve().parents[2] / "ci" / "kind" / "api"
-
 
 def main() -> int:
-    sys.path.insert(0, str(API_DIR))
-    import kind_api
+    import kind_api  # type: ignore[import-not-found]  # from the working directory, ci/kind/api
 
     requests = json.load(sys.stdin)
     answers = []

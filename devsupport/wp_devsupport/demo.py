@@ -1,4 +1,4 @@
-"""`make demo`: the whole job on this machine, end to end, on loopback.
+"""`make demo` (`python -m wp_devsupport.demo`): the whole job on this machine, end to end, on loopback.
 
 Starts Redis, the OpenTelemetry Collector, the worker (2 processes) and Prometheus scraping it,
 enqueues sample jobs the way the API does (producer tracing on), and prints what happened: jobs
@@ -13,17 +13,15 @@ import os
 import shutil
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-STATE = REPO / ".state" / "demo"
-sys.path.insert(0, str(REPO / "tests"))
+from .processes import wait_until
+from .repo import REPO
+from .stack import CollectedSpan, Stack
+from .worker import produce
 
-from testsupport.processes import wait_until  # noqa: E402 - needs the path above
-from testsupport.stack import CollectedSpan, Stack  # noqa: E402
-from testsupport.worker import produce  # noqa: E402
+STATE = REPO / ".state" / "demo"
 
 PINGS = 20
 DELAYED = 5

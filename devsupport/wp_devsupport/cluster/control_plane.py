@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from testsupport.ports import free_port
-from testsupport.processes import ManagedProcess
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / "bin"
+from ..ports import free_port
+from ..processes import ManagedProcess
+from ..repo import BIN
+
 ETCD = BIN / "etcd"
 KUBE_APISERVER = BIN / "kube-apiserver"
 

@@ -2,9 +2,9 @@
 # End to end on a kind cluster: the chart installed as users install it, a job enqueued through
 # the API, processed by the worker, measured and traced from the API request to the worker.
 #
-#   ci/kind-e2e.sh                    # or: make kind-e2e
-#   KEEP_CLUSTER=1 ci/kind-e2e.sh     # leave the cluster running afterwards, to look around
-#   KIND_CLUSTER=wp-k8s-service-e2e ci/kind-e2e.sh   # reuse that cluster when it exists
+#   ci/kind/kind-e2e.sh                    # or: make kind-e2e
+#   KEEP_CLUSTER=1 ci/kind/kind-e2e.sh     # leave the cluster running afterwards, to look around
+#   KIND_CLUSTER=wp-k8s-service-e2e ci/kind/kind-e2e.sh   # reuse that cluster when it exists
 #
 # Needs, on PATH: kind, kubectl, helm, docker (an engine that answers), curl, python3; and network
 # access to pull the kind node image, python:3.12-slim-bookworm, the official Redis and
@@ -13,7 +13,7 @@
 # files statically instead (shellcheck, actionlint, the values rendered and schema-validated).
 #
 # Steps (each one is named in the output; a failure names the step and dumps the cluster state):
-#   1. create the kind cluster from ci/kind-config.yaml (or reuse KIND_CLUSTER if it exists)
+#   1. create the kind cluster from ci/kind/kind-config.yaml (or reuse KIND_CLUSTER if it exists)
 #   2. build the worker image (ci/build-image.sh) and the test API image (ci/kind/build-api-image.sh,
 #      the README's FastAPI example on top of the worker image), `kind load` both
 #   3. install the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) from
@@ -22,7 +22,7 @@
 #   4. deploy the OpenTelemetry Collector (ci/kind/otel-collector.yaml: official image, debug
 #      exporter with detailed verbosity, read back with `kubectl logs`)
 #   5. `helm dependency build .`, `helm upgrade --install` the root (environment) chart with
-#      ci/kind-values.yaml into a namespace that enforces the "restricted" Pod Security Standard,
+#      ci/kind/kind-values.yaml into a namespace that enforces the "restricted" Pod Security Standard,
 #      wait for the rollout, `helm test`
 #   6. port-forward to the API pod; POST /pings and /clones (+ one /clones/scheduled) through the
 #      API; assert with ci/kind/e2e_check.py that the worker's /metrics counted each job exactly once
@@ -37,7 +37,7 @@
 # CRD_DIR (bin/crd-schemas/crds: where monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml are).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 CLUSTER=${KIND_CLUSTER:-wp-k8s-service-e2e}
@@ -52,18 +52,18 @@ METRICS_PORT=${E2E_METRICS_PORT:-19191}
 WAIT_SECONDS=${E2E_WAIT_SECONDS:-180}
 ARTIFACTS=${ARTIFACTS_DIR:-$ROOT/.state/kind-e2e}
 
-# Fixed: ci/kind-values.yaml names these images (tests/ci checks that they agree).
+# Fixed: ci/kind/kind-values.yaml names these images (tests/ci checks that they agree).
 WORKER_IMAGE=wp-k8s-service-worker:kind
 API_IMAGE=wp-k8s-service-api:kind
-KIND_CONFIG=ci/kind-config.yaml
-VALUES=ci/kind-values.yaml
+KIND_CONFIG=ci/kind/kind-config.yaml
+VALUES=ci/kind/kind-values.yaml
 COLLECTOR_MANIFEST=ci/kind/otel-collector.yaml
 COLLECTOR_NAMESPACE=observability
 COLLECTOR_DEPLOYMENT=otel-collector
 # The API container's port (api.containerPort) and the worker's metrics port (worker.metricsPort).
 API_CONTAINER_PORT=8000
 METRICS_CONTAINER_PORT=9191
-# The kind release whose default node image ci/kind-config.yaml pins.
+# The kind release whose default node image ci/kind/kind-config.yaml pins.
 KIND_VERSION=v0.33.0
 CRD_DIR=${CRD_DIR:-$ROOT/bin/crd-schemas/crds}
 CRDS=(servicemonitors prometheusrules)

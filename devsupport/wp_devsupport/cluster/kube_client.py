@@ -6,6 +6,7 @@ The client keeps what the chart tests need to see: the status code, the object a
 
 from __future__ import annotations
 
+import builtins  # the annotations after KubeClient.list mean the type
 import json
 import os
 import re
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from control_plane import BIN, ControlPlane
+
+from ..repo import BIN
+from .control_plane import ControlPlane
 
 
 @dataclass(frozen=True)
@@ -175,14 +178,14 @@ class KubeClient:
         assert result.ok, f"listing {resource.plural}: {result.status} {result.message}"
         return list(result.body.get("items", []))
 
-    def listable_resources(self) -> list[Resource]:
+    def listable_resources(self) -> builtins.list[Resource]:
         """Every top-level resource type that can be listed, in its group's preferred version."""
         return sorted(
             (r for r in self.resources().values() if r.preferred and "list" in r.verbs),
             key=lambda r: (r.group_version, r.plural),
         )
 
-    def find_everywhere(self, label_selector: str) -> list[str]:
+    def find_everywhere(self, label_selector: str) -> builtins.list[str]:
         """`kind namespace/name` of every object (of every listable type, in every namespace) matching."""
         found = []
         for res in self.listable_resources():

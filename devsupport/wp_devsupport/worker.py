@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .ports import free_port
 from .processes import ManagedProcess, wait_until
+from .repo import REPO as REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _INHERITED_PREFIXES = ("REDIS_", "WORKER_", "OTEL_", "METRICS_", "PROMETHEUS_", "LOG_", "DRAMATIQ_", "CLONE_")
 
 
@@ -75,12 +75,12 @@ class WorkerProcess:
 
 
 def produce(env: Mapping[str, str], jobs: list[dict[str, object]], timeout: float = 120) -> list[str]:
-    """Send `jobs` from a separate producer process (see producer.py); returns the message ids."""
+    """Send `jobs` from a separate producer process (wp_devsupport.producer); returns the message ids."""
     import json
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("producer.py"))],
+        [sys.executable, "-m", "wp_devsupport.producer"],
         input=json.dumps(jobs),
         env=dict(env),
         cwd=REPO_ROOT,

@@ -1,7 +1,6 @@
 """Helpers for the chart tests: render with the real `helm`, validate against real schemas.
 
-(A module with a unique name rather than conftest.py: other suites have their own conftest modules,
-so `from conftest import ...` could pick up the wrong one.)
+Used by tests/chart, and shared with tests/ci, tests/cluster and tests/observability (wp_devsupport.chart).
 
 * `render_chart(values, show_only=..., kube_version=..., helm=...)` runs `helm template` on chart/ and
   returns the rendered objects; `HelmError` carries helm's stderr when rendering fails.
@@ -33,11 +32,13 @@ import pytest
 import referencing
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from .repo import BIN, REPO
+
 CHART = REPO / "chart"
-BIN = REPO / "bin"
 CRD_SCHEMAS = BIN / "crd-schemas"
-CI_VALUES = REPO / "ci" / "values"
+#: The CI values files, chart-testing style: chart/ci/<scenario>-values.yaml.
+CI_VALUES = CHART / "ci"
+CI_VALUES_SUFFIX = "-values.yaml"
 
 HELMS = ("helm", "helm3")
 RELEASE = "wp"
@@ -61,7 +62,7 @@ KUBE_VERSIONS = _newest_kube_versions()
 NEWEST_KUBE = KUBE_VERSIONS[-1]
 
 #: CI scenarios: name -> values file (None: the chart's own defaults plus nothing).
-SCENARIOS = {path.stem: path for path in sorted(CI_VALUES.glob("*.yaml"))}
+SCENARIOS = {path.name.removesuffix(CI_VALUES_SUFFIX): path for path in sorted(CI_VALUES.glob(f"*{CI_VALUES_SUFFIX}"))}
 #: values-staging.yaml through the root (environment) chart.
 STAGING = "staging"
 ALL_SCENARIOS = (*SCENARIOS, STAGING)
@@ -164,7 +165,8 @@ def render_chart_text(
 
 def default_values() -> dict[str, Any]:
     """The one value the chart requires (values-free rendering fails on purpose)."""
-    return yaml.safe_load((CI_VALUES / "defaults.yaml").read_text())
+    values: dict[str, Any] = yaml.safe_load((CI_VALUES / f"defaults{CI_VALUES_SUFFIX}").read_text())
+    return values
 
 
 # ----------------------------------------------------------------------------- object helpers
@@ -181,9 +183,8 @@ def find_all(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    if obj["kind"] == "Pod":
-        return obj["spec"]
-    return obj["spec"]["template"]["spec"]
+    spec: dict[str, Any] = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
+    return spec
 
 
 def pod_specs(objects: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -327,3 +328,55 @@ def cleanup() -> None:
     """Remove the temporary root-chart copy (called at the end of the session)."""
     if _root_chart_copy.cache_info().currsize:
         shutil.rmtree(_root_chart_copy(), ignore_errors=True)
+
+
+# -- pods and environment of the rendered workloads (shared by the chart test modules) --
+
+CONTRACT = (REPO / "README.md").read_text()
+#: Environment variables the worker understands, from the configuration tables of the README.
+CONTRACT_VARS = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", CONTRACT, flags=re.M))
+#: Standard OpenTelemetry SDK variables and the downward-API helpers they reference.
+OTEL_VARS = {
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
+}
+DOWNWARD_VARS = {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "NODE_NAME": "spec.nodeName"}
+
+
+def with_values(extra: dict[str, Any]) -> dict[str, Any]:
+    values = default_values()
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return values
+
+
+def api_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return pod_spec(find(objects, "Deployment", FULLNAME))
+
+
+def worker_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return pod_spec(find(objects, "Deployment", f"{FULLNAME}-worker"))
+
+
+def api_pod_any(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The API pod whatever the release's name (the root chart's release names it differently)."""
+    (deployment,) = [
+        d for d in find_all(objects, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    ]
+    return pod_spec(deployment)
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    metadata = workload["metadata"] if workload["kind"] == "Pod" else workload["spec"]["template"]["metadata"]
+    labels: dict[str, str] = metadata["labels"]
+    return labels

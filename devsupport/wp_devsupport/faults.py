@@ -27,9 +27,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from testsupport.ports import free_port, wait_for_port
-from testsupport.processes import ManagedProcess, wait_until
-from testsupport.worker import REPO_ROOT, WorkerProcess, clean_environment
+
+from .ports import free_port, wait_for_port
+from .processes import ManagedProcess, wait_until
+from .repo import REPO as REPO_ROOT
+from .worker import WorkerProcess, clean_environment
 
 PROBE_PREFIX = b"wp-k8s-service:probe:"
 NS = "dramatiq"
@@ -195,12 +197,12 @@ def tally(test: str, server: AofRedis, nonces: list[str], started: float, **note
 def where_are(server: AofRedis) -> dict[str, int]:
     """Where the messages not yet acked are: for a failure message."""
     client = server.client()
-    acks = sum(int(client.scard(key)) for key in client.scan_iter(f"{NS}:__acks__.*"))  # type: ignore[arg-type]
+    acks = sum(int(client.scard(key)) for key in client.scan_iter(f"{NS}:__acks__.*"))
     return {
-        "ready": int(client.llen(f"{NS}:{QUEUE}")),  # type: ignore[arg-type]
-        "unacked": int(client.hlen(f"{NS}:{QUEUE}.msgs")),  # type: ignore[arg-type]
-        "delayed": int(client.hlen(f"{NS}:{QUEUE}.DQ.msgs")),  # type: ignore[arg-type]
-        "dead": int(client.zcard(f"{NS}:{QUEUE}.XQ")),  # type: ignore[arg-type]
+        "ready": int(client.llen(f"{NS}:{QUEUE}")),
+        "unacked": int(client.hlen(f"{NS}:{QUEUE}.msgs")),
+        "delayed": int(client.hlen(f"{NS}:{QUEUE}.DQ.msgs")),
+        "dead": int(client.zcard(f"{NS}:{QUEUE}.XQ")),
         "in_ack_sets": acks,
     }
 

@@ -1,7 +1,7 @@
 """Helpers of the live-cluster chart tests: scenarios, installs, pod-template checks, leftovers.
 
 The chart-side helpers (values files, the root-chart copy with its dependency built, YAML loading)
-come from tests/chart/chart_support.py; the conftest puts tests/chart on the import path.
+come from wp_devsupport.chart, the module the chart tests use.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chart_support import CHART, REPO, SCENARIOS, STAGING, load_documents, root_chart_copy
-from control_plane import ControlPlane
-from kube_client import Helm, HelmRun, KubeClient
+
+from ..chart import CHART, SCENARIOS, STAGING, load_documents, root_chart_copy
+from ..ci_files import KIND_VALUES
+from ..repo import REPO
+from .control_plane import ControlPlane
+from .kube_client import Helm, HelmRun, KubeClient
 
 #: The application chart's key in the environment chart's values.
 SUBCHART = "wp-k8s-service"
 CRD_DIR = REPO / "bin" / "crd-schemas" / "crds"
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 
 RESTRICTED = {
     f"pod-security.kubernetes.io/{mode}{suffix}": value
@@ -276,7 +278,7 @@ def write_requests(control_plane: ControlPlane, since: int, namespace: str, user
 
 
 #: Go's `omitempty`: the server does not return zero values, which mean the same as absent.
-_EMPTY = (None, {}, [], "", 0, False)
+_EMPTY: tuple[object, ...] = (None, {}, [], "", 0, False)
 
 
 def server_differences(rendered: Any, live: Any, path: str = "") -> list[str]:

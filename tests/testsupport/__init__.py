@@ -1,1 +1,0 @@
-"""Helpers shared by the test suites: free ports, real service processes, an OTLP receiver."""
