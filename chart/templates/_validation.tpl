@@ -20,6 +20,9 @@ Deployment, which every release renders.
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be greater than api.terminationGracePeriodSeconds + worker.shutdownTimeout + worker.telemetryFlushTimeout (%v + %v + %v = %v) with worker.nativeSidecar: a native sidecar is stopped only after the API has exited" $w.terminationGracePeriodSeconds $api.terminationGracePeriodSeconds $w.shutdownTimeout $w.telemetryFlushTimeout $native) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (ne $w.mode "deployment") (eq $w.readinessProbe.path "/readyz") -}}
+{{- fail (printf "worker.readinessProbe.path /readyz needs worker.mode=deployment (it is %s): /readyz fails while Redis is unreachable, and a sidecar's readiness is the API pod's, so a Redis outage would take every API pod out of its Service; use /healthz (or leave it empty)" $w.mode) -}}
+{{- end -}}
 {{- $live := $api.livenessProbe -}}
 {{- $ready := $api.readinessProbe -}}
 {{- if and $live.enabled $ready.enabled -}}

@@ -33,10 +33,11 @@
 {{- end }}
 {{- end -}}
 
-{{/* An HTTP probe on the worker's /healthz: (dict "probe" .Values.worker.livenessProbe). */}}
+{{/* An HTTP probe on the worker's metrics port: (dict "probe" .Values.worker.livenessProbe [ "path" "/readyz" ]);
+the path defaults to /healthz. */}}
 {{- define "wp-k8s-service.worker.probe" -}}
 httpGet:
-  path: /healthz
+  path: {{ .path | default "/healthz" }}
   port: metrics
 initialDelaySeconds: {{ .probe.initialDelaySeconds }}
 periodSeconds: {{ .probe.periodSeconds }}
@@ -116,9 +117,11 @@ command is set.
   livenessProbe:
     {{- include "wp-k8s-service.worker.probe" (dict "probe" $w.livenessProbe) | nindent 4 }}
   {{- end }}
-  {{- if $w.readinessProbe.enabled }}
+  {{- $deploymentMode := eq $w.mode "deployment" }}
+  {{- $ready := $w.readinessProbe }}
+  {{- if ternary $deploymentMode $ready.enabled (eq (toString $ready.enabled) "auto") }}
   readinessProbe:
-    {{- include "wp-k8s-service.worker.probe" (dict "probe" $w.readinessProbe) | nindent 4 }}
+    {{- include "wp-k8s-service.worker.probe" (dict "probe" $ready "path" ($ready.path | default (ternary "/readyz" "/healthz" $deploymentMode))) | nindent 4 }}
   {{- end }}
   resources:
     {{- toYaml $w.resources | nindent 4 }}

@@ -12,6 +12,7 @@ from wp_devsupport.chart import (
     DOWNWARD_VARS,
     FULLNAME,
     OTEL_VARS,
+    HelmError,
     api_pod,
     container,
     env_values,
@@ -64,10 +65,55 @@ class TestDeploymentMode:
         assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
         spec = pod_spec(deployment)
         worker = container(spec, "worker")
-        assert worker["readinessProbe"]["httpGet"]["path"] == "/healthz"
+        assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
         assert env_values(worker)["WORKER_PROCESSES"] == "2"
         assert "checksum/redis-secret" in deployment["spec"]["template"]["metadata"]["annotations"]
         assert worker_pod(objects) == spec
+
+
+class TestWorkerReadiness:
+    """`/readyz` (Redis answers) gates a separate worker Deployment; a sidecar's readiness is the API pod's,
+    so there it is off, or `/healthz` only: a Redis outage must never take the API out of its Service."""
+
+    @staticmethod
+    def _worker(mode: str, native: bool, **probe: Any) -> dict[str, Any]:
+        worker: dict[str, Any] = {"mode": mode, "nativeSidecar": native, "readinessProbe": probe}
+        if native:
+            worker["terminationGracePeriodSeconds"] = 120
+        values = with_values({"worker": worker})
+        objects = render_chart(values)
+        spec = worker_pod(objects) if mode == "deployment" else api_pod(objects)
+        return container(spec, "worker")
+
+    @pytest.mark.parametrize(
+        ("mode", "native", "probe", "path"),
+        [
+            ("deployment", False, {}, "/readyz"),
+            ("deployment", False, {"path": "/healthz"}, "/healthz"),
+            ("deployment", False, {"enabled": False}, None),
+            ("sidecar", False, {}, None),
+            ("sidecar", True, {}, None),
+            ("sidecar", False, {"enabled": True}, "/healthz"),
+            ("sidecar", True, {"enabled": True, "path": "/healthz"}, "/healthz"),
+        ],
+    )
+    def test_path_and_default_by_mode(self, mode: str, native: bool, probe: dict[str, Any], path: str | None) -> None:
+        worker = self._worker(mode, native, **probe)
+        if path is None:
+            assert "readinessProbe" not in worker
+        else:
+            assert worker["readinessProbe"]["httpGet"] == {"path": path, "port": "metrics"}
+        assert worker["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness never depends on Redis"
+
+    @pytest.mark.parametrize("native", [False, True])
+    def test_readyz_in_a_sidecar_is_refused(self, native: bool) -> None:
+        with pytest.raises(HelmError, match=r"worker\.readinessProbe\.path /readyz needs worker\.mode=deployment"):
+            self._worker("sidecar", native, enabled=True, path="/readyz")
+
+    @pytest.mark.parametrize("scenario", ["defaults", "worker-deployment-keda"])
+    def test_metrics_service_keeps_unready_workers_scraped(self, scenario: str) -> None:
+        service = find(render_scenario(scenario), "Service", f"{FULLNAME}-metrics")
+        assert service["spec"]["publishNotReadyAddresses"] is True
 
 
 class TestWorkerContainer:
