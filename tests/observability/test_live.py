@@ -82,8 +82,6 @@ RATE_INTERVAL = "1m"  # $__rate_interval: 4 x the 1 s scrape interval at least; 
 METRICS = "wp-k8s-service-worker-metrics.json"
 #: Queries that return nothing after a healthy run, and why. The failure phase must fill each of them.
 EMPTY_WHEN_HEALTHY = {
-    f"{METRICS} / Errors by type / A": "dramatiq_errors_total has one series per exception class, created by "
-    "the first error: a run without errors has none",
     f"{METRICS} / Clone items / A": "wp_clone_items_total is created by the first clone that copies or skips "
     "items: the healthy run has no clone",
 }
