@@ -1,7 +1,9 @@
 """The actors. The API imports this module to enqueue (`clone_wordpress.send(...)`); so does the worker.
 
-Importing it builds the broker from the environment (`runtime.process`, the settings of
-`worker_app.runtime.settings`), so configure the environment before the first import.
+The actors are declared on `runtime.process.process_broker()`: the broker the application set with
+`dramatiq.set_broker()` before importing this module (the setup guide's order), else one built
+from the environment (the settings of `worker_app.runtime.settings`), so set the broker or
+configure the environment before the first import.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ logger = logging.getLogger(__name__)
 
 _settings = process_settings()
 broker = process_broker()
-#: Clone summaries are stored for WORKER_RESULT_TTL seconds when it is set (a result backend).
-_STORE_RESULTS = _settings.result_ttl > 0
+#: Clone summaries are stored for WORKER_RESULT_TTL seconds when it is set and the broker has a result
+#: backend (this package's broker always has one then; an application's broker may have none, and a
+#: process that only enqueues never stores results anyway).
+_STORE_RESULTS = _settings.result_ttl > 0 and "store_results" in broker.actor_options
 
 #: Where `ping` records the nonces it saw, for `python -m worker_app.probe` to find.
 PROBE_KEY_PREFIX = "wp-k8s-service:probe:"

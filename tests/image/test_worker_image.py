@@ -111,7 +111,10 @@ def test_build_context_holds_only_the_package_and_its_locks(docker_engine: str) 
     assert "requirements/runtime.txt" in files
     assert "requirements/build.txt" in files
     assert any(name.startswith("worker_app/") for name in files)
-    allowed = re.compile(r"^(pyproject\.toml|README\.md|requirements/(runtime|build)\.txt|worker_app/.+)$")
+    assert "dramatiq_otlp_middleware.py" in files, "the setup guide's alias module ships in the image"
+    allowed = re.compile(
+        r"^(pyproject\.toml|README\.md|requirements/(runtime|build)\.txt|worker_app/.+|dramatiq_otlp_middleware\.py)$"
+    )
     unexpected = [name for name in files if not allowed.match(name)]
     assert unexpected == [], f"files in the build context that the build does not need: {unexpected}"
     caches = [name for name in files if "__pycache__" in name or name.endswith((".pyc", ".pyo"))]

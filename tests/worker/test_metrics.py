@@ -147,3 +147,47 @@ def test_error_type_label_is_bounded(stack):
     assert len(labels) == MAX_ERROR_TYPES + 1
     assert OTHER_ERROR_TYPE in labels
     assert sum(sample.value for sample in samples) == len(classes)
+
+
+def test_every_series_of_the_known_actors_exists_at_zero_from_process_boot(stack):
+    """Prometheus guidance for labelled metrics: known label values are initialised, so `rate()`
+    panels read 0 and absence alerts work before the first job."""
+
+    @stack.actor(queue_name="jobs", throws=(InvalidJobArguments,))
+    def job(): ...
+
+    assert stack.registry.get_sample_value("dramatiq_messages_processed_total", {**JOB, "outcome": "success"}) is None
+    stack.broker.emit_after("process_boot")  # what the Dramatiq CLI does in each worker process
+
+    @stack.actor(queue_name="later", actor_name="later")
+    def declared_after_boot(): ...
+
+    for labels in (JOB, {"queue": "later", "actor": "later"}):
+        for outcome in ("success", "retried", "failed", "skipped"):
+            assert (
+                stack.registry.get_sample_value("dramatiq_messages_processed_total", {**labels, "outcome": outcome})
+                == 0
+            )
+        for name in (
+            "dramatiq_message_retries_total",
+            "dramatiq_messages_dead_lettered_total",
+            "dramatiq_messages_in_progress",
+            "dramatiq_message_processing_time_count",
+            "dramatiq_message_processing_time_sum",
+        ):
+            assert stack.registry.get_sample_value(name, labels) == 0, name
+        assert stack.registry.get_sample_value("dramatiq_message_processing_time_bucket", {**labels, "le": "+Inf"}) == 0
+    # error_type: only the classes an actor declares it throws are known in advance.
+    assert stack.registry.get_sample_value("dramatiq_errors_total", {**JOB, "error_type": "InvalidJobArguments"}) == 0
+    later_errors = [
+        sample
+        for metric in stack.registry.collect()
+        if metric.name == "dramatiq_errors"
+        for sample in metric.samples
+        if sample.labels.get("actor") == "later"
+    ]
+    assert later_errors == []
+
+    job.send()
+    stack.run("jobs")
+    assert processed(stack, "success") == 1, "counting goes on from the initialised series"

@@ -153,3 +153,34 @@ def test_only_the_composition_root_touches_the_environment():
             ):
                 users.add(module)
     assert users == ENVIRONMENT_USERS
+
+
+#: The setup guide's import name: a module beside the package, shipped in the same distribution.
+ALIAS_MODULE = "dramatiq_otlp_middleware"
+
+
+def test_the_guides_module_is_only_an_alias_of_the_producer():
+    import tomllib
+
+    import dramatiq_otlp_middleware
+    from worker_app import producer
+
+    source = ROOT.parent / f"{ALIAS_MODULE}.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    imports = [
+        (node.module, [alias.name for alias in node.names])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert imports == [(f"{PACKAGE}.producer", ["DramatiqTracing"])]
+    assert [node for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)] == [], (
+        "no second implementation"
+    )
+    assert dramatiq_otlp_middleware.DramatiqTracing is producer.DramatiqTracing
+    assert dramatiq_otlp_middleware.__doc__, "the alias says what it is"
+
+    pyproject = tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["tool"]["setuptools"]["py-modules"] == [ALIAS_MODULE]
+    assert ALIAS_MODULE in pyproject["tool"]["mypy"]["modules"]
+    dockerignore = (ROOT.parent / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert f"!{ALIAS_MODULE}.py" in dockerignore, "the image's build context holds it"

@@ -258,3 +258,38 @@ def test_metrics_answer_at_once_while_redis_is_down(workers, tmp_path):
         assert samples[("dramatiq_broker_up", ())] == 0
         assert samples[("dramatiq_worker_processes", ())] == 1  # the rest of the page is still served
         assert elapsed < 1.0, f"scrape took {elapsed:.2f}s with Redis down"
+
+
+def test_every_family_is_on_metrics_at_zero_before_the_first_job(redis_url, workers, tmp_path):
+    """Issue 17: before any job, the dashboards' families exist with a zero series per known actor,
+    aggregated over both worker processes (and the in-progress `livesum` gauge stays right)."""
+    worker = start_worker(workers, tmp_path, REDIS_URL=redis_url)
+    samples = worker.scrape()
+    for queue, actor in (("clone-queue", "clone_wordpress"), ("ping", "ping")):
+        labels = (("actor", actor), ("queue", queue))
+        for outcome in ("failed", "retried", "skipped", "success"):
+            key = ("dramatiq_messages_processed_total", (("actor", actor), ("outcome", outcome), ("queue", queue)))
+            assert samples[key] == 0, key
+        errors = (("actor", actor), ("error_type", "InvalidJobArguments"), ("queue", queue))
+        assert samples[("dramatiq_errors_total", errors)] == 0
+        assert samples[("dramatiq_message_processing_time_count", labels)] == 0
+        assert samples[("dramatiq_message_processing_time_sum", labels)] == 0
+        buckets = [value for (name, _), value in samples.items() if name == "dramatiq_message_processing_time_bucket"]
+        assert buckets, "histogram buckets"
+        assert samples[("dramatiq_message_processing_time_bucket", (*labels[:1], ("le", "+Inf"), *labels[1:]))] == 0
+        assert samples[("dramatiq_message_retries_total", labels)] == 0
+        assert samples[("dramatiq_messages_dead_lettered_total", labels)] == 0
+        assert samples[("dramatiq_messages_in_progress", labels)] == 0
+        assert samples[("dramatiq_queue_depth", (("queue", queue), ("state", "ready")))] == 0
+
+    # The in-progress gauge, initialised in both processes, counts one running job once.
+    env = clean_environment(REDIS_URL=redis_url, OTEL_SDK_DISABLED="true")
+    produce(env, [{"actor": "ping", "kwargs": {"hold_seconds": 2}}])
+    running = {"queue": "ping", "actor": "ping"}
+    wait_until(lambda: worker.value("dramatiq_messages_in_progress", **running) == 1, 15, message="job running")
+    wait_until(
+        lambda: worker.value("dramatiq_messages_processed_total", **running, outcome="success") == 1,
+        15,
+        message="job done",
+    )
+    assert worker.value("dramatiq_messages_in_progress", **running) == 0

@@ -11,6 +11,14 @@ given here only matters in a single process (tests, or an API process that never
 
 Outcomes, retries and the exemplar's span context come from the delivery record
 (`delivery.DeliveryTracker`), never from hook order or the current span.
+
+Every series whose labels are known in advance exists from the start, at 0 (Prometheus client
+guidance for labelled metrics): when a worker process boots, each actor of its broker gets its
+processed series (every outcome), processing-time histogram, retries, dead-lettered and in-progress
+series, and an errors series for each exception class the actor declares in `throws` (the failures
+it is known to raise; other classes appear when first raised). So `rate()` panels read 0 and
+absence alerts can tell "no jobs yet" from "broken" before the first job. Processes that only
+enqueue never boot, so they add no series.
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 from dramatiq import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..config.queues import canonical_queue
 from .exemplars import ExemplarRecorder
 from .outcomes import OUTCOMES, SKIPPED
 
 if TYPE_CHECKING:
-    from dramatiq import Broker, Message, Worker
+    from dramatiq import Actor, Broker, Message, Worker
     from opentelemetry.trace import SpanContext
 
     from .delivery import Delivery
@@ -128,6 +137,7 @@ class PrometheusMetrics(Middleware):
         self._error_types: set[str] = set()
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._booted = False
 
     # -- DeliveryObserver ----------------------------------------------------------------------------
 
@@ -158,6 +168,24 @@ class PrometheusMetrics(Middleware):
         state.in_progress.dec()
 
     # -- middleware ------------------------------------------------------------------------------------
+
+    def after_process_boot(self, broker: Broker) -> None:
+        """A worker process started: every series of the broker's actors, at 0 (see the module docs)."""
+        self._booted = True
+        for actor in list(broker.actors.values()):
+            self.initialise(actor)
+
+    def after_declare_actor(self, broker: Broker, actor: Actor[Any, Any]) -> None:
+        if self._booted:  # an actor declared after boot; before boot, `after_process_boot` does it
+            self.initialise(actor)
+
+    def initialise(self, actor: Actor[Any, Any]) -> None:
+        """Create `actor`'s series at 0: processed (every outcome), processing time, retries,
+        dead-lettered, in progress, and errors for each exception class in its `throws` option."""
+        metrics = self._metrics_for(canonical_queue(actor.queue_name), actor.actor_name)
+        throws = actor.options.get("throws") or ()
+        for error_class in throws if isinstance(throws, tuple) else (throws,):
+            self._error_counter(metrics, error_class.__name__)
 
     def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         if self._exemplars is not None:

@@ -40,7 +40,18 @@ def setup_logging(settings: Settings) -> None:
 
 
 def process_broker() -> Broker:
-    """The process-wide broker, built from `process_settings()` on first use and set as Dramatiq's global."""
+    """The broker of this process's actors, chosen on first use and then kept.
+
+    - The application's, when it set one with `dramatiq.set_broker()` before the first use (the
+      setup guide's order: `dramatiq.set_broker(RedisBroker(url=REDIS_URL))`, then import
+      `worker_app.tasks`): the actors are declared on it, so they are sent through it.
+    - Otherwise one built from `process_settings()` (`REDIS_*`, this package's middleware), which
+      becomes Dramatiq's global broker.
+
+    Dramatiq's global is read directly (`dramatiq.broker.global_broker`): `dramatiq.get_broker()`
+    would create a broker to localhost when none was set. A broker set after the first use is not
+    seen: set it before importing `worker_app.tasks`.
+    """
     # Imported here: the middleware stack loads the OpenTelemetry SDK, which the supervisor (PID 1,
     # no broker of its own) must not carry.
     from .broker import build_broker  # noqa: PLC0415
@@ -48,6 +59,14 @@ def process_broker() -> Broker:
     global _broker  # noqa: PLW0603 - Dramatiq itself keeps one global broker
     with _broker_lock:
         if _broker is None:
-            _broker = build_broker(process_settings())
-            dramatiq.set_broker(_broker)
+            chosen = application_broker()
+            if chosen is None:
+                chosen = build_broker(process_settings())
+                dramatiq.set_broker(chosen)
+            _broker = chosen
         return _broker
+
+
+def application_broker() -> Broker | None:
+    """The broker set with `dramatiq.set_broker()`, if any, without creating one (unlike `dramatiq.get_broker()`)."""
+    return dramatiq.broker.global_broker
