@@ -25,6 +25,9 @@ HELM3_VERSION=v3.22.0
 HELM3_K8S_MINOR=37
 KUBECONFORM_VERSION=v0.7.0
 ACTIONLINT_VERSION=v1.7.12
+# chart-testing: `ct lint` of the chart with every chart/ci/*-values.yaml (its yamllint and yamale
+# come from the locked dev requirements).
+CHART_TESTING_VERSION=v3.14.0
 # Builder and every component in ci/gomod/otelcol/manifest.yaml share this version (the
 # manifest explains why it is not the newest release).
 OTELCOL_VERSION=v0.161.0
@@ -172,6 +175,23 @@ install_actionlint() {
     "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" ""
 }
 
+build_chart_testing() {
+  local out=$1 mod="$repo_root/ci/gomod/chart-testing" module=github.com/helm/chart-testing/v3 src
+  require_version "$mod" "$module" "$CHART_TESTING_VERSION"
+  (cd "$mod" && go build -trimpath -ldflags "-X $module/ct/cmd.Version=$CHART_TESTING_VERSION" \
+    -o "$out/ct" "$module/ct")
+  # ct reads its Chart.yaml schema and yamllint rules from files its releases ship next to the
+  # binary (etc/ in the module); keep them in the slot, linked as bin/ct-etc, and pass them explicitly.
+  src=$(module_dir "$mod" "$module")
+  mkdir -p "$out/etc"
+  cp "$src/etc/chart_schema.yaml" "$src/etc/lintconf.yaml" "$out/etc/"
+}
+
+install_chart_testing() {
+  ensure chart-testing "$CHART_TESTING_VERSION" "ct ct-etc=etc" \
+    "$repo_root/ci/gomod/chart-testing/go.mod $repo_root/ci/gomod/chart-testing/go.sum" build_chart_testing
+}
+
 # --- OpenTelemetry Collector, assembled by the collector builder (ocb) ---------------
 
 build_otelcol() {
@@ -279,7 +299,7 @@ install_etcd() {
 
 main() {
   # Cheap and often-used tools first; kube-apiserver (a long first build) last.
-  all_tools=(helm kubeconform crds actionlint otelcol prometheus etcd kube-apiserver)
+  all_tools=(helm kubeconform crds actionlint ct otelcol prometheus etcd kube-apiserver)
 
   local started=$SECONDS tool
   local -a requested=("$@")
@@ -287,7 +307,7 @@ main() {
   # Check every name before building anything, so a typo fails at once, not after a build.
   for tool in "${requested[@]}"; do
     case "$tool" in
-      helm | helm3 | kubeconform | crds | actionlint | otelcol | prometheus | promtool | etcd | kube-apiserver) ;;
+      helm | helm3 | kubeconform | crds | actionlint | ct | otelcol | prometheus | promtool | etcd | kube-apiserver) ;;
       *) die "unknown tool '$tool' (known: ${all_tools[*]}; helm3 and promtool come with helm and prometheus)" ;;
     esac
   done
@@ -297,6 +317,7 @@ main() {
       kubeconform) install_kubeconform ;;
       crds) "$repo_root/ci/crd-schemas.sh" "$cache_root" "$bin_dir" ;;
       actionlint) install_actionlint ;;
+      ct) install_chart_testing ;;
       otelcol) install_otelcol ;;
       prometheus | promtool) install_prometheus ;;
       etcd) install_etcd ;;
