@@ -176,7 +176,7 @@ def report(sites: Sites, stack: Stack, api: ApiServer) -> None:
     print("\nMetrics, read back from Prometheus's HTTP API")
     for title, query in QUERIES:
         rows = prometheus.query(query)
-        values = ", ".join(_describe(row) for row in rows) or "none"
+        values = ", ".join(sorted(_describe(row) for row in rows)) or "none"
         print(f"  {title}: {values}")
     exemplars = prometheus.exemplars("dramatiq_message_processing_time_bucket")
     traces = {e["labels"]["trace_id"] for series in exemplars for e in series["exemplars"]}

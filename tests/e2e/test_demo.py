@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from wp_devsupport.repo import REPO
-from wp_devsupport.stack import require_tools
+from wp_devsupport.stack import CollectedSpan, require_tools
+from wp_devsupport.trace_tree import chain_of, render
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +136,45 @@ def test_it_is_fast_stops_everything_and_leaves_its_logs(demo):
     for name in ("api.log", "worker.log", "otelcol.log", "prometheus.log", "traces.jsonl"):
         assert (logs / name).stat().st_size > 0, name
     assert "Stopping what the demo started..." in output
+
+
+# ----------------------------------------------------------------------------- the chain check itself
+
+
+def span(name: str, kind: str, span_id: str, parent: str, trace_id: str = "t1", **attributes: object) -> CollectedSpan:
+    return CollectedSpan(
+        name=name,
+        kind=kind,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        service_name="svc",
+        attributes=dict(attributes),
+        links=(),
+        status_code=0,
+        start_ns=int(span_id, 16),
+        end_ns=int(span_id, 16) + 1_000_000,
+    )
+
+
+def test_a_chain_is_complete_only_when_each_span_is_the_child_of_the_one_before():
+    request = span("POST /clones", "server", "01", "")
+    send = span("send clone-queue", "producer", "02", "01", **{"messaging.message.id": "m"})
+    process = span("process clone-queue", "consumer", "03", "02")
+    phase = span("clone.read", "internal", "04", "03")
+    client = span("GET", "client", "05", "04", **{"http.request.method": "GET", "wordpress.site.role": "source"})
+    chain = chain_of([request, send, process, phase, client], "m")
+    assert chain.complete
+    assert chain.phases == (phase,)
+    lines = render([request, send, process, phase, client], "t1")
+    assert [line.split()[0] for line in lines] == ["POST", "send", "process", "clone.read"]
+    assert lines[-1].endswith("HTTP: 1 GET source")
+
+    # The consumer in a trace of its own (context not propagated): no request, no chain.
+    orphan = span("process clone-queue", "consumer", "03", "", trace_id="t2")
+    assert not chain_of([request, send, orphan], "m").complete
+    assert "no process span: INCOMPLETE" in chain_of([request, send, orphan], "m").describe()
+    # A send outside any request (no server span as its parent).
+    lonely = span("send clone-queue", "producer", "02", "", **{"messaging.message.id": "m"})
+    assert not chain_of([lonely, process], "m").complete
+    assert chain_of([], "m").describe().startswith("no request span -> no send span")
