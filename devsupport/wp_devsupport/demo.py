@@ -57,7 +57,9 @@ QUERIES = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wp_devsupport.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m wp_devsupport.demo", description="The service's job on this machine, end to end, on loopback."
+    )
     parser.add_argument("--logs", type=Path, default=STATE, help="directory of the logs (emptied first)")
     state: Path = parser.parse_args(argv).logs.resolve()
     if shutil.which("redis-server") is None:
