@@ -8,6 +8,9 @@ Services on loopback, each a real process on a free port:
 * `worker`, `producer`: `python -m worker_app` run and scraped; jobs enqueued the way the API does.
 * `stack`: Redis, the OpenTelemetry Collector (`otelcol.yaml`), Prometheus and the worker together,
   shared by the e2e tests and `demo` (`python -m wp_devsupport.demo`, what `make demo` runs).
+* `api_server`: the README's FastAPI example (ci/kind/api/app.py) under uvicorn, for the demo.
+* `trace_tree`: a job's trace as the collector received it, as the demo prints it (request -> send ->
+  process -> the clone's phases).
 
 The chart and the CI files:
 

@@ -43,6 +43,13 @@ class CollectedSpan:
     attributes: dict[str, object]
     links: tuple[tuple[str, str], ...]
     status_code: int
+    #: Start and end, in nanoseconds since the epoch (0 when the exporter sent none).
+    start_ns: int = 0
+    end_ns: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
 
 
 class Collector:
@@ -102,6 +109,8 @@ def _spans_of(request: dict[str, Any]) -> list[CollectedSpan]:
                         attributes={a["key"]: _attribute_value(a["value"]) for a in span.get("attributes", [])},
                         links=tuple((link["traceId"], link["spanId"]) for link in span.get("links", [])),
                         status_code=int(span.get("status", {}).get("code", 0)),
+                        start_ns=int(span.get("startTimeUnixNano", 0)),
+                        end_ns=int(span.get("endTimeUnixNano", 0)),
                     )
                 )
     return spans

@@ -28,10 +28,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(autouse=True)
-def attach_logs_on_failure(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
+def attach_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
+    # Only the tests of the shared stack: the demo's test runs its own and attaches its logs itself.
+    if report is not None and report.failed and "stack" in request.fixturenames:
+        stack: Stack = request.getfixturevalue("stack")
         for name, path in stack.logs().items():
             tail = path.read_text(encoding="utf-8", errors="replace")[-20_000:]
             report.sections.append((f"log: {name}", tail))

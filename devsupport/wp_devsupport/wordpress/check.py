@@ -24,6 +24,31 @@ def rest(site: Any, route: str, **params: Any) -> Any:
     return response.json()
 
 
+#: The REST collection of each content type the clone copies.
+ROUTES = {
+    "categories": "/wp/v2/categories",
+    "tags": "/wp/v2/tags",
+    "media": "/wp/v2/media",
+    "pages": "/wp/v2/pages",
+    "posts": "/wp/v2/posts",
+}
+
+
+def content_totals(site: Any) -> dict[str, int]:
+    """How many items of each content type the site holds (all statuses), from the REST API's X-WP-Total."""
+    totals = {}
+    for kind, route in ROUTES.items():
+        params: dict[str, Any] = {"context": "edit", "per_page": 1}
+        if kind in ("pages", "posts"):
+            params["status"] = "any"
+        response = requests.get(
+            f"{site.url}/wp-json{route}", params=params, auth=(site.username, site.application_password), timeout=30
+        )
+        response.raise_for_status()
+        totals[kind] = int(response.headers["X-WP-Total"])
+    return totals
+
+
 def by_slug(site: Any, route: str) -> dict[str, dict[str, Any]]:
     return {item["slug"]: item for item in rest(site, route)}
 

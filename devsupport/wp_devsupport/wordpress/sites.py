@@ -103,7 +103,9 @@ class MariaDB:
         ]
         if os.geteuid() == 0:
             command.append("--user=root")  # mariadbd refuses to run as root without being told
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # What mariadbd says before it opens its error log (e.g. the open-files warning) goes next to it.
+        with (self.base / "mysqld.out").open("wb") as output:
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
         wait_until("MariaDB", self._answers, 60, self.process)
 
     def _init_datadir(self) -> None:
