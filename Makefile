@@ -16,13 +16,10 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 # The worker (editable), then the dev-support package the tests, `make demo` and bench import
-# (devsupport/: editable too, never part of the worker's wheel or image). uvicorn, which `make demo`
-# serves the README's API with, comes from the kind API's lock (ci/kind/api/requirements.txt: the
-# same versions as dev.txt, tested so, plus uvicorn and click), not from a re-lock of dev.txt.
-$(VENV)/.installed: requirements/dev.txt ci/kind/api/requirements.txt pyproject.toml devsupport/pyproject.toml
+# (devsupport/: editable too, never part of the worker's wheel or image).
+$(VENV)/.installed: requirements/dev.txt pyproject.toml devsupport/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
-	$(VENV_PY) -m pip install --quiet --require-hashes -r ci/kind/api/requirements.txt
 	$(VENV_PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e devsupport
 	touch $@
 

@@ -1,8 +1,7 @@
 """The README's FastAPI API (ci/kind/api/app.py, the README block byte for byte) served by uvicorn on loopback.
 
-uvicorn is not in requirements/dev.txt: `make venv` installs it from the kind API's own lock
-(ci/kind/api/requirements.txt, hash-checked, the same versions as the worker's locks), the way the
-kind job's API image runs the same app.
+uvicorn comes from requirements/dev.txt, at the version the kind job's API image (ci/kind/api) runs
+the same app with.
 """
 
 from __future__ import annotations
