@@ -12,21 +12,15 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from .ports import free_port, wait_for_port
 from .processes import ManagedProcess, wait_until
@@ -246,53 +240,3 @@ def worker_pids(worker: WorkerProcess) -> list[int]:
 
 def kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-
-
-class OtlpSink:
-    """An OTLP/HTTP traces endpoint on a fixed port that can go away and come back."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.spans = 0
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                count = sum(len(scope.spans) for spans in request.resource_spans for scope in spans.scope_spans)
-                with sink._lock:
-                    sink.spans += count
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def received(self) -> int:
-        with self._lock:
-            return self.spans

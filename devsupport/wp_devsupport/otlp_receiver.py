@@ -32,10 +32,26 @@ def _value(any_value: Any) -> object:
     return getattr(any_value, kind) if kind else None
 
 
+class _ReusableServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 class OtlpReceiver:
-    def __init__(self) -> None:
+    """Stores every span posted to `/v1/traces`. `stop()` and `start()` again on the same port stand for a
+    collector outage and its return.
+
+    :param port: the loopback port to listen on (default: a free one, kept across restarts).
+    """
+
+    def __init__(self, *, port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
+        self._port = port
+        self._server: _ReusableServer | None = None
+        self.start()
+
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,13 +74,13 @@ class OtlpReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = _ReusableServer(("127.0.0.1", self._port), Handler)
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
     def _store(self, request: ExportTraceServiceRequest) -> None:
         received = []
@@ -93,6 +109,13 @@ class OtlpReceiver:
         with self._lock:
             return list(self.spans)
 
+    def received(self) -> int:
+        """How many spans arrived so far."""
+        with self._lock:
+            return len(self.spans)
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -18,7 +18,6 @@ from dramatiq.message import Message
 from wp_devsupport.faults import (
     NS,
     QUEUE,
-    OtlpSink,
     kill,
     ping_message,
     probe_count,
@@ -29,6 +28,8 @@ from wp_devsupport.faults import (
     where_are,
     worker_pids,
 )
+from wp_devsupport.otlp_receiver import OtlpReceiver
+from wp_devsupport.ports import free_port
 from wp_devsupport.processes import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -115,7 +116,7 @@ def test_a_redis_restart_mid_run_loses_nothing(aof_redis, workers, tmp_path):
 
 
 def test_a_collector_outage_costs_no_job_and_every_span_is_exported_or_counted(aof_redis, workers, tmp_path):
-    sink = OtlpSink()
+    sink = OtlpReceiver(port=free_port())
     try:
         started = time.monotonic()
         nonces = send_pings(aof_redis, JOBS, hold_seconds=HOLD)
