@@ -45,7 +45,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -60,34 +59,20 @@ from dramatiq import Middleware
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import compute_backoff, current_millis, dq_name
-from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import ActorNotFound, ConnectionClosed
-from dramatiq.message import Message, get_encoder
+from dramatiq.message import Message
+
+from .message_decoding import UNKNOWN_ACTOR, bounded, decode_message
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
 
 logger = logging.getLogger("worker_app.delivery")
 
-#: `actor` label of dead letters that could not be decoded at all.
-UNDECODABLE_ACTOR = "(undecodable)"
-#: `actor` label of dead letters naming an actor this worker does not declare (kept bounded: the
-#: name itself is in the log line).
-UNKNOWN_ACTOR = "(unknown)"
 #: Longest reason stored with a dead letter and logged.
 MAX_REASON_CHARS = 300
 #: Default seconds between two recovery runs (and heartbeats) of a worker process.
 DEFAULT_RECOVERY_INTERVAL = 15.0
-
-_MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "queue_name": str,
-    "actor_name": str,
-    "args": (list, tuple),
-    "kwargs": dict,
-    "options": dict,
-    "message_id": str,
-    "message_timestamp": int,
-}
 
 # Same key layout as Dramatiq's dispatch.lua (ARGV[1] is the namespace in every script).
 _FETCH = """
@@ -418,7 +403,7 @@ class LosslessRedisConsumer(Consumer):
             try:
                 self.broker.get_actor(message.actor_name)
             except ActorNotFound:
-                reason = f"unknown actor {_bounded(message.actor_name, 80)!r}"
+                reason = f"unknown actor {bounded(message.actor_name, 80)!r}"
                 actor_label = UNKNOWN_ACTOR
             else:
                 message.options["redis_message_id"] = redis_id
@@ -439,8 +424,8 @@ class LosslessRedisConsumer(Consumer):
             extra={
                 "queue": queue,
                 "redis_message_id": redis_id,
-                "message_id": _bounded(message.message_id, 64) if message else None,
-                "message_actor": _bounded(message.actor_name, 80) if message else None,
+                "message_id": bounded(message.message_id, 64) if message else None,
+                "message_actor": bounded(message.actor_name, 80) if message else None,
                 "message_bytes": len(data),
                 "dead_letter_queue": f"{queue}.XQ",
             },
@@ -573,48 +558,3 @@ class RecoverySchedule(Middleware):
                 failing = False
             # Jitter, so that the processes of a deployment do not all run at once.
             self._stop.wait(broker.recovery_interval * random.uniform(0.8, 1.0))  # noqa: S311
-
-
-def decode_message(data: bytes, queue_name: str) -> tuple[Message[Any] | None, str, str]:
-    """The message in `data`, or (None, reason, actor label) when it cannot be delivered.
-
-    `queue_name` is the queue it was fetched from: a message naming another queue would be acked on
-    the wrong ack set by Dramatiq's worker, so it is refused too.
-    """
-    encoder = get_encoder()
-    try:
-        # JSON is decoded here rather than by the encoder, whose error message is a repr of all
-        # the data (tens of megabytes for a large message).
-        fields = json.loads(data.decode("utf-8")) if isinstance(encoder, JSONEncoder) else encoder.decode(data)
-    except Exception as error:
-        return None, f"not decodable ({type(error).__name__})", UNDECODABLE_ACTOR
-    problem = _message_problem(fields, queue_name)
-    if problem:
-        return None, problem, UNDECODABLE_ACTOR
-    try:
-        return Message(**fields), "", ""
-    except Exception as error:
-        return None, f"not a message ({type(error).__name__})", UNDECODABLE_ACTOR
-
-
-def _message_problem(fields: object, queue_name: str) -> str:
-    if not isinstance(fields, dict):
-        return f"not a JSON object (a {type(fields).__name__})"
-    missing = [name for name in _MESSAGE_FIELDS if name not in fields]
-    if missing:
-        return f"missing message field(s): {', '.join(missing)}"
-    unknown = sorted(str(name) for name in fields if name not in _MESSAGE_FIELDS)
-    if unknown:
-        return f"unknown message field(s): {_bounded(', '.join(unknown), 120)}"
-    for name, expected in _MESSAGE_FIELDS.items():
-        value = fields[name]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            return f"field {name}: wrong type {type(value).__name__}"
-    if fields["queue_name"] != queue_name:
-        return f"names queue {_bounded(fields['queue_name'], 80)!r}, fetched from {queue_name!r}"
-    return ""
-
-
-def _bounded(text: str, limit: int) -> str:
-    text = json.dumps(text)[1:-1] if not text.isprintable() else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
