@@ -63,6 +63,7 @@ from dramatiq.errors import ActorNotFound, ConnectionClosed
 from dramatiq.message import Message
 
 from .message_decoding import UNKNOWN_ACTOR, bounded, decode_message
+from .redis_scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
@@ -73,97 +74,6 @@ logger = logging.getLogger("worker_app.delivery")
 MAX_REASON_CHARS = 300
 #: Default seconds between two recovery runs (and heartbeats) of a worker process.
 DEFAULT_RECOVERY_INTERVAL = 15.0
-
-# Same key layout as Dramatiq's dispatch.lua (ARGV[1] is the namespace in every script).
-_FETCH = """
-local ns, queue, worker, now, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-redis.call("zadd", ns .. ":__heartbeats__", now, worker)
-local q = ns .. ":" .. queue
-local acks = ns .. ":__acks__." .. worker .. "." .. queue
-local out = {}
-for i = 1, count do
-    local id = redis.call("lpop", q)
-    if not id then break end
-    local data = redis.call("hget", q .. ".msgs", id)
-    -- An id without data was already acked (pushed twice): nothing to deliver, nothing to hold.
-    if data then
-        redis.call("sadd", acks, id)
-        out[#out + 1] = id
-        out[#out + 1] = data
-    end
-end
-return out
-"""
-
-_BURY = """
-local ns, queue, worker, now, id, reason, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local canonical = queue
-if string.sub(queue, -3) == ".DQ" then canonical = string.sub(queue, 1, -4) end
-local q = ns .. ":" .. queue
-local xq = ns .. ":" .. canonical .. ".XQ"
-if redis.call("srem", ns .. ":__acks__." .. worker .. "." .. queue, id) == 0 then return 0 end
-local data = redis.call("hget", q .. ".msgs", id)
-if not data then return 0 end
-redis.call("zadd", xq, now, id)
-redis.call("hset", xq .. ".msgs", id, data)
-redis.call("hdel", q .. ".msgs", id)
-redis.call("set", xq .. ".reason:" .. id, reason, "PX", ttl)
-return 1
-"""
-
-# ARGV: ns, queue, worker, ack_id ("" for none), then (queue, id, data) triples to enqueue first.
-_SETTLE = """
-local ns, queue, worker, ack_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-for i = 5, #ARGV, 3 do
-    local target = ns .. ":" .. ARGV[i]
-    -- hsetnx: settling twice (a reply lost, the ack retried) must not push the id twice.
-    if redis.call("hsetnx", target .. ".msgs", ARGV[i + 1], ARGV[i + 2]) == 1 then
-        redis.call("rpush", target, ARGV[i + 1])
-    end
-end
-if ack_id ~= "" then
-    local q = ns .. ":" .. queue
-    if redis.call("srem", ns .. ":__acks__." .. worker .. "." .. queue, ack_id) > 0 then
-        redis.call("hdel", q .. ".msgs", ack_id)
-    end
-end
-return 1
-"""
-
-# ARGV: ns, now, heartbeat_timeout, dead worker, queues...  Returns the number of messages returned,
-# or -1 when the worker turned out to be alive.
-_RECLAIM = """
-local ns, now, timeout, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local heartbeats = ns .. ":__heartbeats__"
-local beat = redis.call("zscore", heartbeats, worker)
-if beat and tonumber(beat) > now - timeout then return -1 end
-local returned = 0
-for i = 5, #ARGV do
-    local q = ns .. ":" .. ARGV[i]
-    local acks = ns .. ":__acks__." .. worker .. "." .. ARGV[i]
-    local ids = redis.call("smembers", acks)
-    for _, id in ipairs(ids) do
-        if redis.call("hexists", q .. ".msgs", id) == 1 then
-            redis.call("rpush", q, id)
-            returned = returned + 1
-        end
-    end
-    redis.call("del", acks)
-end
-return returned
-"""
-
-# ARGV: ns, now, heartbeat_timeout, dead worker. Forgets the worker once no ack set of it is left
-# (on any queue, ours or not: the same check as Dramatiq's maintenance).
-_FORGET = """
-local ns, now, timeout, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local heartbeats = ns .. ":__heartbeats__"
-local beat = redis.call("zscore", heartbeats, worker)
-if not beat or tonumber(beat) > now - timeout then return 0 end
-if next(redis.call("keys", ns .. ":__acks__." .. worker .. ".*")) then return 0 end
-redis.call("zrem", heartbeats, worker)
-return 1
-"""
 
 
 class CounterLike(Protocol):
@@ -201,16 +111,7 @@ class LosslessRedisBroker(RedisBroker):
         self.dead_lettered = dead_lettered
         timeout_seconds = self.heartbeat_timeout / 1000
         self.recovery_interval = recovery_interval or min(DEFAULT_RECOVERY_INTERVAL, timeout_seconds / 4)
-        self._lua = {
-            name: self.client.register_script(source)
-            for name, source in (
-                ("fetch", _FETCH),
-                ("bury", _BURY),
-                ("settle", _SETTLE),
-                ("reclaim", _RECLAIM),
-                ("forget", _FORGET),
-            )
-        }
+        self._lua = {name: self.client.register_script(source) for name, source in SCRIPTS.items()}
         self._held: dict[str, set[str]] = {}
         self._held_lock = threading.Lock()
         self._local = threading.local()
