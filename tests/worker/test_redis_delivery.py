@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from worker_app.observability.metrics import PrometheusMetrics
 from worker_app.runtime.broker import build_broker
-from worker_app.runtime.redis_delivery import UNDECODABLE_ACTOR, UNKNOWN_ACTOR, LosslessRedisBroker, decode_message
+from worker_app.runtime.message_decoding import UNDECODABLE_ACTOR, UNKNOWN_ACTOR, decode_message
+from worker_app.runtime.redis_delivery import LosslessRedisBroker
 from worker_app.runtime.settings import Settings
 from wp_devsupport.processes import wait_until
 

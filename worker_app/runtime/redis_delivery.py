@@ -4,7 +4,7 @@ Dramatiq's `RedisBroker` keeps every fetched message in an ack set (`__acks__.<w
 until it is acked, and returns the ack sets of workers whose heartbeat is older than
 `heartbeat_timeout` to their queues, but only during "maintenance", which runs on one command in
 a thousand. Measured against a real worker, that left messages behind in five ways; each is fixed
-here, in a subclass, and each belongs in Dramatiq itself (`dramatiq/brokers/redis.py`):
+in a subclass (the modules below), and each belongs in Dramatiq itself (`dramatiq/brokers/redis.py`):
 
 1. **Prefetched messages on shutdown.** `_RedisConsumer` keeps fetched-but-undelivered messages in
    `message_cache`, and `close()` does nothing with them: they stayed in the stopped worker's ack
@@ -37,6 +37,19 @@ What still runs twice (at-least-once): a job whose process is killed, or still r
 shutdown timeout, after it did its work but before its ack; a job of a process that stalls for
 longer than the heartbeat timeout (another worker reclaims it).
 
+Where each part lives (in `worker_app/runtime/`; in Dramatiq, all of it would be `RedisBroker` and
+`_RedisConsumer` in `brokers/redis.py`, with the Lua beside `brokers/redis/dispatch.lua`):
+
+- `redis_delivery.py` (this module): `LosslessRedisBroker`, which puts the parts together.
+- `redis_holding.py`: `HoldingRedisBroker`, the broker's side: what this process holds, deferred
+  retries (fix 2), burying (fix 3), the recovery run itself (fixes 4, 5).
+- `redis_consumer.py`: `LosslessRedisConsumer`: fetches with ids, delivers or buries each message,
+  acks with the deferred retries, returns what it holds on close (fixes 1, 2, 3).
+- `redis_scripts.py`: the Lua scripts (`fetch`, `bury`, `settle`, `reclaim`, `forget`).
+- `recovery.py`: `RecoverySchedule`, the middleware that runs the recovery on a clock (fixes 4, 5);
+  in Dramatiq, the same clock would drive the broker's maintenance.
+- `message_decoding.py`: `decode_message` and the reasons for refusing a message (fix 3).
+
 Example::
 
     broker = LosslessRedisBroker(client=redis.Redis(), dead_lettered=metrics.dead_lettered,
@@ -45,164 +58,31 @@ Example::
 
 from __future__ import annotations
 
-import json
-import logging
-import random
-import threading
-import time
-from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import redis
-from dramatiq import Middleware
-from dramatiq.broker import Consumer, MessageProxy
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import compute_backoff, current_millis, dq_name
-from dramatiq.encoder import JSONEncoder
-from dramatiq.errors import ActorNotFound, ConnectionClosed
-from dramatiq.message import Message, get_encoder
-
-if TYPE_CHECKING:
-    from dramatiq import Broker, Worker
-
-logger = logging.getLogger("worker_app.delivery")
-
-#: `actor` label of dead letters that could not be decoded at all.
-UNDECODABLE_ACTOR = "(undecodable)"
-#: `actor` label of dead letters naming an actor this worker does not declare (kept bounded: the
-#: name itself is in the log line).
-UNKNOWN_ACTOR = "(unknown)"
-#: Longest reason stored with a dead letter and logged.
-MAX_REASON_CHARS = 300
-#: Default seconds between two recovery runs (and heartbeats) of a worker process.
-DEFAULT_RECOVERY_INTERVAL = 15.0
-
-_MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "queue_name": str,
-    "actor_name": str,
-    "args": (list, tuple),
-    "kwargs": dict,
-    "options": dict,
-    "message_id": str,
-    "message_timestamp": int,
-}
-
-# Same key layout as Dramatiq's dispatch.lua (ARGV[1] is the namespace in every script).
-_FETCH = """
-local ns, queue, worker, now, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-redis.call("zadd", ns .. ":__heartbeats__", now, worker)
-local q = ns .. ":" .. queue
-local acks = ns .. ":__acks__." .. worker .. "." .. queue
-local out = {}
-for i = 1, count do
-    local id = redis.call("lpop", q)
-    if not id then break end
-    local data = redis.call("hget", q .. ".msgs", id)
-    -- An id without data was already acked (pushed twice): nothing to deliver, nothing to hold.
-    if data then
-        redis.call("sadd", acks, id)
-        out[#out + 1] = id
-        out[#out + 1] = data
-    end
-end
-return out
-"""
-
-_BURY = """
-local ns, queue, worker, now, id, reason, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local canonical = queue
-if string.sub(queue, -3) == ".DQ" then canonical = string.sub(queue, 1, -4) end
-local q = ns .. ":" .. queue
-local xq = ns .. ":" .. canonical .. ".XQ"
-if redis.call("srem", ns .. ":__acks__." .. worker .. "." .. queue, id) == 0 then return 0 end
-local data = redis.call("hget", q .. ".msgs", id)
-if not data then return 0 end
-redis.call("zadd", xq, now, id)
-redis.call("hset", xq .. ".msgs", id, data)
-redis.call("hdel", q .. ".msgs", id)
-redis.call("set", xq .. ".reason:" .. id, reason, "PX", ttl)
-return 1
-"""
-
-# ARGV: ns, queue, worker, ack_id ("" for none), then (queue, id, data) triples to enqueue first.
-_SETTLE = """
-local ns, queue, worker, ack_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-for i = 5, #ARGV, 3 do
-    local target = ns .. ":" .. ARGV[i]
-    -- hsetnx: settling twice (a reply lost, the ack retried) must not push the id twice.
-    if redis.call("hsetnx", target .. ".msgs", ARGV[i + 1], ARGV[i + 2]) == 1 then
-        redis.call("rpush", target, ARGV[i + 1])
-    end
-end
-if ack_id ~= "" then
-    local q = ns .. ":" .. queue
-    if redis.call("srem", ns .. ":__acks__." .. worker .. "." .. queue, ack_id) > 0 then
-        redis.call("hdel", q .. ".msgs", ack_id)
-    end
-end
-return 1
-"""
-
-# ARGV: ns, now, heartbeat_timeout, dead worker, queues...  Returns the number of messages returned,
-# or -1 when the worker turned out to be alive.
-_RECLAIM = """
-local ns, now, timeout, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local heartbeats = ns .. ":__heartbeats__"
-local beat = redis.call("zscore", heartbeats, worker)
-if beat and tonumber(beat) > now - timeout then return -1 end
-local returned = 0
-for i = 5, #ARGV do
-    local q = ns .. ":" .. ARGV[i]
-    local acks = ns .. ":__acks__." .. worker .. "." .. ARGV[i]
-    local ids = redis.call("smembers", acks)
-    for _, id in ipairs(ids) do
-        if redis.call("hexists", q .. ".msgs", id) == 1 then
-            redis.call("rpush", q, id)
-            returned = returned + 1
-        end
-    end
-    redis.call("del", acks)
-end
-return returned
-"""
-
-# ARGV: ns, now, heartbeat_timeout, dead worker. Forgets the worker once no ack set of it is left
-# (on any queue, ours or not: the same check as Dramatiq's maintenance).
-_FORGET = """
-local ns, now, timeout, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local heartbeats = ns .. ":__heartbeats__"
-local beat = redis.call("zscore", heartbeats, worker)
-if not beat or tonumber(beat) > now - timeout then return 0 end
-if next(redis.call("keys", ns .. ":__acks__." .. worker .. ".*")) then return 0 end
-redis.call("zrem", heartbeats, worker)
-return 1
-"""
+from .recovery import RecoverySchedule
+from .redis_consumer import LosslessRedisConsumer
+from .redis_holding import CounterLike, HoldingRedisBroker
 
 
-class CounterLike(Protocol):
-    """What the broker needs of a Prometheus counter with `queue` and `actor` labels."""
-
-    def labels(self, *values: str) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Deferred:
-    queue_name: str
-    redis_message_id: str
-    data: bytes
-
-
-class LosslessRedisBroker(RedisBroker):
+class LosslessRedisBroker(HoldingRedisBroker):
     """Dramatiq's Redis broker that returns, retries or dead-letters every message it fetched.
 
-    See the module docstring for what it changes and why. Parameters, besides `RedisBroker`'s:
+    See the module docstring for what it changes and why. It consumes with
+    `LosslessRedisConsumer` and adds `RecoverySchedule` to its middleware itself. Parameters,
+    keyword-only, besides those of `RedisBroker` (`url`, `client`, `namespace`,
+    `heartbeat_timeout`, `dead_message_ttl`, `middleware`, ...):
 
     - `dead_lettered`: the counter (labels `queue`, `actor`) that counts messages this broker
-      dead-letters itself: undecodable ones and those for unknown actors.
+      dead-letters itself: undecodable ones and those for unknown actors. `None`: not counted.
     - `recovery_interval`: seconds between two recovery runs of a worker process (default: a
       quarter of the heartbeat timeout, at most 15 s).
+
+    Example::
+
+        broker = LosslessRedisBroker(url="redis://redis:6379/0", dead_lettered=metrics.dead_lettered)
+        dramatiq.set_broker(broker)
+        Worker(broker, worker_threads=8).start()   # recovery thread starts with the worker
     """
 
     def __init__(
@@ -212,409 +92,9 @@ class LosslessRedisBroker(RedisBroker):
         recovery_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self.dead_lettered = dead_lettered
-        timeout_seconds = self.heartbeat_timeout / 1000
-        self.recovery_interval = recovery_interval or min(DEFAULT_RECOVERY_INTERVAL, timeout_seconds / 4)
-        self._lua = {
-            name: self.client.register_script(source)
-            for name, source in (
-                ("fetch", _FETCH),
-                ("bury", _BURY),
-                ("settle", _SETTLE),
-                ("reclaim", _RECLAIM),
-                ("forget", _FORGET),
-            )
-        }
-        self._held: dict[str, set[str]] = {}
-        self._held_lock = threading.Lock()
-        self._local = threading.local()
-        self._suspects: dict[str, set[str]] = {}
-        self._forgotten: set[str] = set()
+        super().__init__(dead_lettered=dead_lettered, recovery_interval=recovery_interval, **kwargs)
         self.add_middleware(RecoverySchedule())
 
     @property
     def consumer_class(self) -> type[LosslessRedisConsumer]:
         return LosslessRedisConsumer
-
-    # -- enqueue: a retry of the message being processed is never lost -----------------------------
-
-    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        self._local.enqueuing = message.message_id
-        try:
-            return super().enqueue(message, delay=delay)
-        finally:
-            self._local.enqueuing = None
-
-    def do_enqueue(self, queue_name: str, redis_message_id: str, data: bytes) -> None:
-        try:
-            self._run("enqueue", queue_name, redis_message_id, data)
-        except redis.RedisError:
-            processing = getattr(self._local, "processing", None)
-            if processing is None or processing != getattr(self._local, "enqueuing", None):
-                raise  # a producer's send: the caller must know it failed
-            # A retry (or delayed re-enqueue) of the message this thread is processing: written
-            # together with its ack (see LosslessRedisConsumer.ack), which Dramatiq retries until
-            # Redis answers. Until then the original stays in the ack set.
-            deferred: list[_Deferred] = self._local.__dict__.setdefault("deferred", [])
-            deferred.append(_Deferred(queue_name, redis_message_id, data))
-            logger.warning(
-                "Redis unavailable: the retry of message %s is written with its ack once Redis answers",
-                processing,
-                extra={"queue": queue_name},
-            )
-
-    def _run(self, command: str, queue_name: str, *args: Any) -> Any:
-        return self._dispatch(command)(queue_name, *args)  # type: ignore[no-untyped-call]
-
-    def _script(self, name: str, *args: Any) -> Any:
-        return self._lua[name](args=[self.namespace, *args])
-
-    # -- what this process holds --------------------------------------------------------------------
-
-    def _hold(self, queue_name: str, ids: Iterable[str]) -> None:
-        with self._held_lock:
-            self._held.setdefault(queue_name, set()).update(ids)
-
-    def _release(self, queue_name: str, ids: Iterable[str]) -> None:
-        with self._held_lock:
-            held = self._held.get(queue_name)
-            if held is not None:
-                held.difference_update(ids)
-
-    def held(self, queue_name: str) -> set[str]:
-        """Redis ids of messages of `queue_name` this process fetched and has not settled."""
-        with self._held_lock:
-            return set(self._held.get(queue_name, ()))
-
-    def held_count(self, queue_name: str) -> int:
-        with self._held_lock:
-            return len(self._held.get(queue_name, ()))
-
-    def _take_deferred(self) -> list[_Deferred]:
-        deferred: list[_Deferred] = self._local.__dict__.pop("deferred", [])
-        return deferred
-
-    # -- recovery -------------------------------------------------------------------------------------
-
-    def _known_queues(self) -> list[str]:
-        queues = set(self.get_declared_queues())
-        queues |= {dq_name(queue) for queue in queues}
-        with self._held_lock:
-            queues |= set(self._held)
-        return sorted(queues)
-
-    def beat(self) -> None:
-        """Refresh this worker's heartbeat."""
-        self.client.zadd(f"{self.namespace}:__heartbeats__", {self.broker_id: current_millis()})
-
-    def recover(self) -> tuple[int, int]:
-        """One recovery run: reclaim dead workers' ack sets, return what this process lost track of.
-
-        Returns (messages reclaimed from dead workers, own messages returned).
-        """
-        queues = self._known_queues()
-        now = current_millis()
-        dead = self.client.zrangebyscore(f"{self.namespace}:__heartbeats__", 0, now - self.heartbeat_timeout)
-        reclaimed = 0
-        for raw in dead:
-            worker = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if worker == self.broker_id:
-                continue
-            returned = int(self._script("reclaim", now, self.heartbeat_timeout, worker, *queues))
-            if returned > 0:
-                reclaimed += returned
-                logger.warning("Returned %d message(s) of stopped worker %s to their queues", returned, worker[:8])
-            if returned >= 0 and worker not in self._forgotten:
-                self._script("forget", now, self.heartbeat_timeout, worker)
-                self._forgotten.add(worker)
-        return reclaimed, self._sweep_own(queues)
-
-    def _sweep_own(self, queues: Sequence[str]) -> int:
-        returned = 0
-        for queue in queues:
-            members = self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue}")
-            in_set = {member.decode() if isinstance(member, bytes) else str(member) for member in members}
-            unheld = in_set - self.held(queue)
-            stale = unheld & self._suspects.get(queue, set())
-            self._suspects[queue] = unheld - stale
-            if stale:
-                self._run("requeue", queue, *sorted(stale))
-                returned += len(stale)
-                logger.warning(
-                    "Returned %d fetched message(s) this worker had lost track of", len(stale), extra={"queue": queue}
-                )
-        return returned
-
-    def mark_gone(self) -> None:
-        """Tell every worker that this one stopped: whatever it still holds is reclaimed at once."""
-        self.client.zadd(f"{self.namespace}:__heartbeats__", {self.broker_id: 0})
-
-    # -- dead letters -----------------------------------------------------------------------------
-
-    def bury(self, queue_name: str, redis_message_id: str, reason: str) -> bool:
-        """Move a fetched message to the dead-letter queue with `reason`; False if it was not held."""
-        buried = self._script(
-            "bury",
-            queue_name,
-            self.broker_id,
-            current_millis(),
-            redis_message_id,
-            reason[:MAX_REASON_CHARS],
-            self.dead_message_ttl,
-        )
-        self._release(queue_name, [redis_message_id])
-        return bool(buried)
-
-
-class LosslessRedisConsumer(Consumer):
-    """Fetches with ids, decodes each message on its own, and returns what it did not deliver."""
-
-    def __init__(self, broker: LosslessRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
-        self.broker = broker
-        self.queue_name = queue_name
-        self.prefetch = prefetch
-        self.timeout = timeout
-        self.misses = 0
-        self._cache: deque[tuple[str, bytes]] = deque()
-        self._is_delay_queue = queue_name.endswith(".DQ")
-
-    def __next__(self) -> MessageProxy | None:
-        try:
-            while True:
-                if self._cache:
-                    redis_id, data = self._cache.popleft()
-                    try:
-                        proxy = self._admit(redis_id, data)
-                    except redis.RedisError:
-                        self._cache.appendleft((redis_id, data))  # returned by close()
-                        raise
-                    if proxy is not None:
-                        self.misses = 0
-                        return proxy
-                    continue
-                free = self.prefetch - self.broker.held_count(self.queue_name)
-                if free > 0 and self._fetch(free):
-                    continue
-                self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                time.sleep(backoff_ms / 1000)
-                return None
-        except redis.RedisError as error:
-            raise ConnectionClosed(error) from None
-
-    def _fetch(self, count: int) -> int:
-        reply = self.broker._script("fetch", self.queue_name, self.broker.broker_id, current_millis(), count)
-        pairs = [
-            (reply[index].decode() if isinstance(reply[index], bytes) else str(reply[index]), reply[index + 1])
-            for index in range(0, len(reply), 2)
-        ]
-        self.broker._hold(self.queue_name, (redis_id for redis_id, _ in pairs))
-        self._cache.extend(pairs)
-        return len(pairs)
-
-    def _admit(self, redis_id: str, data: bytes) -> MessageProxy | None:
-        message, reason, actor_label = decode_message(data, self.queue_name)
-        if message is not None:
-            try:
-                self.broker.get_actor(message.actor_name)
-            except ActorNotFound:
-                reason = f"unknown actor {_bounded(message.actor_name, 80)!r}"
-                actor_label = UNKNOWN_ACTOR
-            else:
-                message.options["redis_message_id"] = redis_id
-                return MessageProxy(message)
-        self._dead_letter(redis_id, data, reason, actor_label, message)
-        return None
-
-    def _dead_letter(
-        self, redis_id: str, data: bytes, reason: str, actor_label: str, message: Message[Any] | None
-    ) -> None:
-        self.broker.bury(self.queue_name, redis_id, reason)
-        queue = self.queue_name.removesuffix(".DQ")
-        if self.broker.dead_lettered is not None:
-            self.broker.dead_lettered.labels(queue, actor_label).inc()
-        logger.warning(
-            "Message dead-lettered: %s",
-            reason,
-            extra={
-                "queue": queue,
-                "redis_message_id": redis_id,
-                "message_id": _bounded(message.message_id, 64) if message else None,
-                "message_actor": _bounded(message.actor_name, 80) if message else None,
-                "message_bytes": len(data),
-                "dead_letter_queue": f"{queue}.XQ",
-            },
-        )
-
-    def ack(self, message: MessageProxy) -> None:
-        redis_id = message.options["redis_message_id"]
-        deferred = self.broker._take_deferred()
-        try:
-            if deferred:
-                self._settle(deferred, redis_id)
-            else:
-                self.broker._run("ack", self.queue_name, redis_id)
-        except redis.RedisError as error:
-            self.broker._local.deferred = deferred  # Dramatiq retries the ack: keep them for it
-            raise ConnectionClosed(error) from None
-        self._finish(redis_id)
-
-    def nack(self, message: MessageProxy) -> None:
-        redis_id = message.options["redis_message_id"]
-        deferred = self.broker._take_deferred()
-        try:
-            if deferred:
-                self._settle(deferred, "")
-            self.broker._run("nack", self.queue_name, redis_id)
-        except redis.RedisError as error:
-            raise ConnectionClosed(error) from None
-        self._finish(redis_id)
-
-    def _settle(self, deferred: list[_Deferred], ack_id: str) -> None:
-        triples: list[Any] = []
-        for item in deferred:
-            triples += [item.queue_name, item.redis_message_id, item.data]
-        self.broker._script("settle", self.queue_name, self.broker.broker_id, ack_id, *triples)
-
-    def _finish(self, redis_id: str) -> None:
-        self.broker._release(self.queue_name, [redis_id])
-        self.broker._local.processing = None
-
-    def requeue(self, messages: Iterable[MessageProxy]) -> None:
-        self._requeue([message.options["redis_message_id"] for message in messages])
-
-    def _requeue(self, redis_ids: list[str]) -> None:
-        if not redis_ids:
-            return
-        try:
-            self.broker._run("requeue", self.queue_name, *redis_ids)
-        except redis.RedisError as error:
-            raise ConnectionClosed(error) from None
-        self.broker._release(self.queue_name, redis_ids)
-
-    def close(self) -> None:
-        """Return the prefetched messages (and, on a delay queue, everything still held) to Redis.
-
-        On a delay queue that includes what Dramatiq's `ConsumerThread` dropped from memory after a
-        connection error. If Redis does not answer, they stay in the ack set, held by no one: this
-        worker's recovery runs return them (on the second run), or another worker's once it is gone.
-        """
-        redis_ids = {redis_id for redis_id, _ in self._cache}
-        self._cache.clear()
-        if self._is_delay_queue:
-            redis_ids |= self.broker.held(self.queue_name)
-        # From here on nobody in this process holds them: if the requeue fails, the recovery run
-        # returns them (they are no longer held, so they are not mistaken for work in progress).
-        self.broker._release(self.queue_name, redis_ids)
-        try:
-            self._requeue(sorted(redis_ids))
-        except ConnectionClosed:
-            logger.warning(
-                "Could not return %d prefetched message(s) to Redis; the recovery run returns them",
-                len(redis_ids),
-                extra={"queue": self.queue_name},
-            )
-
-
-class RecoverySchedule(Middleware):
-    """Runs `LosslessRedisBroker.recover()` at worker boot and then every `recovery_interval` s.
-
-    Added by the broker itself. Also records which message each worker thread processes (for
-    deferred retries) and marks the worker gone after a graceful shutdown.
-    """
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        if isinstance(broker, LosslessRedisBroker):
-            broker._local.processing = message.message_id
-            broker._local.__dict__.pop("deferred", None)
-
-    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        if not isinstance(broker, LosslessRedisBroker):
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(broker,), name="redis-recovery", daemon=True)
-        self._thread.start()
-
-    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
-        if not isinstance(broker, LosslessRedisBroker):
-            return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        try:
-            broker.mark_gone()
-        except redis.RedisError as error:
-            logger.warning(
-                "Could not mark this worker gone in Redis (%s): its leftovers return after the heartbeat timeout",
-                type(error).__name__,
-            )
-
-    def _run(self, broker: LosslessRedisBroker) -> None:
-        failing = False
-        while not self._stop.is_set():
-            try:
-                broker.beat()
-                broker.recover()
-            except redis.RedisError as error:
-                if not failing:
-                    logger.warning(
-                        "Recovery run failed (%s); retrying every %.0fs", type(error).__name__, broker.recovery_interval
-                    )
-                failing = True
-            except Exception:
-                logger.exception("Recovery run failed unexpectedly")
-            else:
-                if failing:
-                    logger.info("Recovery runs work again")
-                failing = False
-            # Jitter, so that the processes of a deployment do not all run at once.
-            self._stop.wait(broker.recovery_interval * random.uniform(0.8, 1.0))  # noqa: S311
-
-
-def decode_message(data: bytes, queue_name: str) -> tuple[Message[Any] | None, str, str]:
-    """The message in `data`, or (None, reason, actor label) when it cannot be delivered.
-
-    `queue_name` is the queue it was fetched from: a message naming another queue would be acked on
-    the wrong ack set by Dramatiq's worker, so it is refused too.
-    """
-    encoder = get_encoder()
-    try:
-        # JSON is decoded here rather than by the encoder, whose error message is a repr of all
-        # the data (tens of megabytes for a large message).
-        fields = json.loads(data.decode("utf-8")) if isinstance(encoder, JSONEncoder) else encoder.decode(data)
-    except Exception as error:
-        return None, f"not decodable ({type(error).__name__})", UNDECODABLE_ACTOR
-    problem = _message_problem(fields, queue_name)
-    if problem:
-        return None, problem, UNDECODABLE_ACTOR
-    try:
-        return Message(**fields), "", ""
-    except Exception as error:
-        return None, f"not a message ({type(error).__name__})", UNDECODABLE_ACTOR
-
-
-def _message_problem(fields: object, queue_name: str) -> str:
-    if not isinstance(fields, dict):
-        return f"not a JSON object (a {type(fields).__name__})"
-    missing = [name for name in _MESSAGE_FIELDS if name not in fields]
-    if missing:
-        return f"missing message field(s): {', '.join(missing)}"
-    unknown = sorted(str(name) for name in fields if name not in _MESSAGE_FIELDS)
-    if unknown:
-        return f"unknown message field(s): {_bounded(', '.join(unknown), 120)}"
-    for name, expected in _MESSAGE_FIELDS.items():
-        value = fields[name]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            return f"field {name}: wrong type {type(value).__name__}"
-    if fields["queue_name"] != queue_name:
-        return f"names queue {_bounded(fields['queue_name'], 80)!r}, fetched from {queue_name!r}"
-    return ""
-
-
-def _bounded(text: str, limit: int) -> str:
-    text = json.dumps(text)[1:-1] if not text.isprintable() else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
