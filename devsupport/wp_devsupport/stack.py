@@ -157,9 +157,14 @@ class Prometheus:
         except requests.RequestException:
             return False
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """The instant vector (or scalar) of `promql`, as Prometheus's HTTP API returns it."""
-        response = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The instant vector (or scalar) of `promql`, as Prometheus's HTTP API returns it.
+
+        `at` (Unix seconds) evaluates it at that instant instead of now: queries that must agree with each other
+        are evaluated at one instant, far enough in the past that every scrape started before it is stored.
+        """
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        response = requests.get(f"{self.url}/api/v1/query", params=params, timeout=10)
         body = response.json()
         if body.get("status") != "success":
             raise RuntimeError(f"query {promql!r} failed: {body.get('error', body)}")
