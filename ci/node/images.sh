@@ -22,7 +22,7 @@
 # names: the reference of each image and the name containerd stores it under.
 #
 # Environment: DOCKER (client binary), CTR (ctr binary), BUILD_NETWORK (default: the engine's own),
-# CC (default gcc). Stdout: key=value lines; progress goes to stderr.
+# CC (default gcc), NO_CACHE=1 (build pause, redis and otelcol without BuildKit's cache: a cold build). Stdout: key=value lines; progress goes to stderr.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -125,8 +125,9 @@ report() {
 docker_build() {
   local name=$1 ref=$2 dockerfile=$3 context=$4
   shift 4
-  local buildlog=$STATE_DIR/node-image-$name.log
-  if ! dk build --file "$dockerfile" --tag "$ref" --progress plain --network "$BUILD_NETWORK" "$@" \
+  local buildlog=$STATE_DIR/node-image-$name.log cache_args=()
+  [[ ${NO_CACHE:-0} == 0 ]] || cache_args=(--no-cache)
+  if ! dk build "${cache_args[@]}" --file "$dockerfile" --tag "$ref" --progress plain --network "$BUILD_NETWORK" "$@" \
     "$context" >"$buildlog" 2>&1; then
     tail -n 30 "$buildlog" >&2
     die "docker build of $ref failed (log: $buildlog)"
