@@ -46,6 +46,7 @@ from wp_devsupport.node_images import (
     PAUSE_IMAGE,
     REDIS_IMAGE,
     collector_manifest,
+    cri_image_status,
     normalized,
     throwaway_containerd,
 )
@@ -354,7 +355,9 @@ def test_collector_runs_the_e2e_config_and_accepts_otlp(
 
 
 # ----------------------------------------------------------------------------- import into containerd
-def test_import_into_a_standalone_containerd_lists_the_normalized_names(node_images: dict[str, str]) -> None:
+def test_import_into_a_standalone_containerd_is_what_cri_resolves(node_images: dict[str, str]) -> None:
+    """Import into a containerd 1.6 of our own with its CRI plugin, then ask the plugin what the kubelet
+    asks (ImageStatus) for the references the manifests use."""
     if os.geteuid() != 0:
         pytest.skip("starting a containerd of our own needs root")
     if shutil.which("containerd") is None or shutil.which("ctr") is None:
@@ -364,12 +367,22 @@ def test_import_into_a_standalone_containerd_lists_the_normalized_names(node_ima
     # A short path: unix socket addresses are limited to 108 bytes.
     directory = Path(tempfile.mkdtemp(prefix="wp-ctd-", dir="/var/tmp"))
     try:
-        with throwaway_containerd(directory) as containerd:
+        with throwaway_containerd(directory, cri=True) as containerd:
+            assert cri_image_status(containerd.address, IMAGES["worker"]) is None, "an empty containerd"
             imported = images_script("import", "--address", str(containerd.address), *names)
             MEASUREMENTS["node import (worker pause redis otelcol)"] = f"{imported['import_seconds']} s"
-            listed = set(containerd.ctr("images", "ls", "-q").stdout.split())
+            # The CRI plugin adds a `sha256:<image id>` reference of its own for every image it sees.
+            listed = {
+                ref for ref in containerd.ctr("images", "ls", "-q").stdout.split() if not ref.startswith("sha256:")
+            }
             assert listed == {normalized(IMAGES[name]) for name in names}
-            assert "docker.io/library/wp-k8s-service-worker:kind" in listed, "how CRI resolves the chart's name"
+            assert "docker.io/library/wp-k8s-service-worker:kind" in listed
+            # The kubelet's question for a pod with `image: wp-k8s-service-worker:kind`, pullPolicy Never.
+            for name in names:
+                status = cri_image_status(containerd.address, IMAGES[name])
+                assert status is not None, f"CRI does not resolve {IMAGES[name]}: ErrImageNeverPull on the node"
+                assert status["repo_tags"] == [normalized(IMAGES[name])]
+            assert cri_image_status(containerd.address, "wp-k8s-service-worker:other") is None
             # Unpacked for the default snapshotter (overlayfs, the CRI plugin's): the sandbox image runs.
             if shutil.which("runc") is not None:
                 task = f"wp-pause-{uuid.uuid4().hex[:6]}"
@@ -385,6 +398,8 @@ def test_import_into_a_standalone_containerd_lists_the_normalized_names(node_ima
                 containerd.ctr("containers", "delete", task)
             # A second import of the same images changes nothing.
             images_script("import", "--address", str(containerd.address), "pause")
-            assert set(containerd.ctr("images", "ls", "-q").stdout.split()) == listed
+            assert {
+                ref for ref in containerd.ctr("images", "ls", "-q").stdout.split() if not ref.startswith("sha256:")
+            } == listed
     finally:
         shutil.rmtree(directory, ignore_errors=True)
