@@ -50,7 +50,12 @@ REDIS_SECRET_KEY = "redis-password"
 #: container with restartPolicy Always) of the API pods, or in a Deployment of its own.
 MODES: dict[str, dict[str, Any]] = {
     "sidecar": {"worker": {"mode": "sidecar", "nativeSidecar": False}},
-    "native-sidecar": {"worker": {"mode": "sidecar", "nativeSidecar": True}},
+    # A native sidecar stops only after the API exited: its grace period must cover the API's and its own
+    # shutdown (the chart refuses less), as in chart/ci/native-sidecar-values.yaml.
+    "native-sidecar": {
+        "worker": {"mode": "sidecar", "nativeSidecar": True, "terminationGracePeriodSeconds": 45},
+        "api": {"terminationGracePeriodSeconds": 20},
+    },
     "deployment": {"worker": {"mode": "deployment"}},
 }
 
@@ -310,8 +315,8 @@ class PodHistory:
 
 
 class PodWatcher:
-    """Watches a namespace's pods from a thread (a watch request, renewed every 60 s, for at most
-    `max_seconds`) and keeps a PodHistory per pod."""
+    """Watches a namespace's pods from a thread (watch requests of 5 s each, for at most `max_seconds`)
+    and keeps a PodHistory per pod."""
 
     def __init__(self, api: KubeApi, namespace: str, max_seconds: float = 600) -> None:
         self.api = api
@@ -332,7 +337,7 @@ class PodWatcher:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=70)
+        self._thread.join(timeout=30)
 
     def snapshot(self) -> dict[str, PodHistory]:
         with self._lock:
@@ -341,25 +346,31 @@ class PodWatcher:
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
         path = f"{self.api.server}/api/v1/namespaces/{self.namespace}/pods"
+        version = ""
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                listing = self.api.session.get(path, timeout=30).json()
-                for pod in listing.get("items", []):
-                    self._observe("ADDED", pod)
-                self._synced.set()
-                version = listing["metadata"]["resourceVersion"]
-                params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": "60", "allowWatchBookmarks": "1"}
-                with self.api.session.get(path, params=params, stream=True, timeout=(10, 90)) as response:
+                if not version:
+                    listing = self.api.session.get(path, timeout=30).json()
+                    for pod in listing.get("items", []):
+                        self._observe("ADDED", pod)
+                    version = listing["metadata"]["resourceVersion"]
+                    self._synced.set()
+                # Short watches (5 s), so that stopping the watcher never waits long for the server.
+                params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": "5", "allowWatchBookmarks": "1"}
+                with self.api.session.get(path, params=params, stream=True, timeout=(10, 20)) as response:
                     for line in response.iter_lines():
-                        if self._stop.is_set():
-                            return
                         if not line:
                             continue
                         event = json.loads(line)
+                        if event["type"] == "ERROR":  # 410 Gone: the version is too old, list again
+                            version = ""
+                            break
+                        version = event["object"]["metadata"]["resourceVersion"]
                         if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                             self._observe(event["type"], event["object"])
             except (requests.RequestException, ValueError, KeyError) as e:
                 self.errors.append(f"{time.time():.1f} {type(e).__name__}: {e}")
+                version = ""
                 time.sleep(0.5)
 
     def _observe(self, kind: str, pod: dict[str, Any]) -> None:
