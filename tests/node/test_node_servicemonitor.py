@@ -11,27 +11,80 @@ wrong port name or path in the chart leaves Prometheus without targets and fails
 
 from __future__ import annotations
 
+import copy
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from wp_devsupport.cluster.node import NODE_NAME
 
 from wp_devsupport.chart import SCENARIOS
+from wp_devsupport.cluster.node import NODE_NAME
 from wp_devsupport.cluster.node_jobs import (
     REPORT,
     Deploy,
     NodeEnv,
+    NodeHelm,
     deep_merge,
     fullname,
     note,
+    release_values,
     worker_pods,
 )
 from wp_devsupport.cluster.servicemonitor_sd import PrometheusSd, dump, scrape_configs
 from wp_devsupport.faults import AofRedis, send_pings, tally, wait_drained
+from wp_devsupport.repo import BIN
 
 PINGS = 30
+NAMESPACE = "wp-sm"
+
+
+def broken_copies(monitor: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ServiceMonitor with a wrong port name, and with a selector that misses the metrics Service:
+    scraped next to the real one, each must find nothing (so the test can tell a broken chart)."""
+    wrong_port = copy.deepcopy(monitor)
+    wrong_port["metadata"]["name"] += "-wrong-port"
+    wrong_port["spec"]["endpoints"][0]["port"] = "http-metrics"
+    wrong_selector = copy.deepcopy(monitor)
+    wrong_selector["metadata"]["name"] += "-wrong-selector"
+    wrong_selector["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] = "another-release"
+    return [wrong_port, wrong_selector]
+
+
+class TestTranslation:
+    """The generated configuration without the node: promtool accepts it and it carries the chart's
+    selector, port and path (the live tests below prove Prometheus finds the workers with it)."""
+
+    def test_promtool_accepts_the_scrape_config_of_the_rendered_servicemonitor(self, tmp_path: Path) -> None:
+        values = deep_merge(release_values("deployment", "10.0.0.1", 6379), monitor_values())
+        rendered = NodeHelm(tmp_path / "kubeconfig-unused", tmp_path / "helm").template("wp", NAMESPACE, values)
+        (monitor,) = [doc for doc in rendered if doc["kind"] == "ServiceMonitor"]
+        tls = {"ca_file": "/ca.crt", "cert_file": "/c.crt", "key_file": "/c.key"}
+        configs = scrape_configs(monitor, tls, "https://10.0.0.1:6443")
+        config = tmp_path / "prometheus.yml"
+        config.write_text(yaml.safe_dump({"scrape_configs": configs}))
+        proc = subprocess.run(
+            [str(BIN / "promtool"), "check", "config", "--syntax-only", str(config)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (
+            f"promtool rejects the generated config:\n{proc.stdout}{proc.stderr}\n{dump(configs)}"
+        )
+        (job,) = configs
+        assert job["job_name"] == f"serviceMonitor/monitoring/{monitor['metadata']['name']}/0"
+        assert job["kubernetes_sd_configs"][0]["namespaces"] == {"names": [NAMESPACE]}
+        keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert len(keeps) == len(selector) + 2, keeps  # every label, the port name, the single shard
+        port_keep = {
+            "action": "keep",
+            "source_labels": ["__meta_kubernetes_endpointslice_port_name"],
+            "regex": "metrics",
+        }
+        assert port_keep in keeps
+        assert job["metrics_path"] == "/metrics"
 
 
 def monitor_values() -> dict[str, Any]:
@@ -45,7 +98,7 @@ def monitor_values() -> dict[str, Any]:
 @pytest.mark.parametrize("mode", ["sidecar", "deployment"])
 class TestServiceMonitor:
     def test_prometheus_scrapes_every_worker_through_the_rendered_servicemonitor(
-        self, mode: str, env: NodeEnv, deploy: Deploy, host_redis: AofRedis, tmp_path: Any
+        self, mode: str, env: NodeEnv, deploy: Deploy, host_redis: AofRedis, tmp_path: Path
     ) -> None:
         release = deploy(mode)
         rendered = env.helm.template(release.release, release.namespace, deep_merge(release.values, monitor_values()))
@@ -54,12 +107,13 @@ class TestServiceMonitor:
         (monitor,) = monitors
         tls = {"ca_file": env.kube.ca_file, "cert_file": env.kube.cert[0], "key_file": env.kube.cert[1]}
         configs = scrape_configs(monitor, tls, env.kube.server)
+        broken = [c for m in broken_copies(monitor) for c in scrape_configs(m, tls, env.kube.server)]
         started = time.monotonic()
         nonces = send_pings(host_redis, PINGS, prefix=f"sm-{mode}-")
         wait_drained(host_redis, timeout=60)
         tally(f"ServiceMonitor ({mode})", host_redis, nonces, started, report=REPORT)
 
-        prometheus = PrometheusSd(tmp_path / "prometheus", configs)
+        prometheus = PrometheusSd(tmp_path / "prometheus", configs + broken)
         try:
             pods = {p["metadata"]["name"]: p for p in worker_pods(env.kube, release.namespace)}
             job_name = configs[0]["job_name"]
@@ -113,6 +167,15 @@ class TestServiceMonitor:
                     break
                 time.sleep(1)
             assert counted == PINGS, f"Prometheus has {counted} successful pings, the workers processed {PINGS}"
+            # The broken copies discovered the same endpoints (counted as dropped) and kept none of them.
+            final: dict[str, Any] = prometheus.targets()
+            for config in broken:
+                pool = config["job_name"]
+                found = [t["labels"] for t in final["activeTargets"] if t["scrapePool"] == pool]
+                assert not found, f"{pool} (a broken copy of the ServiceMonitor) found targets: {found}"
+                assert final["droppedTargetCounts"].get(pool, 0) > 0, (
+                    f"{pool} discovered nothing: {final['droppedTargetCounts']}"
+                )
             note(
                 f"ServiceMonitor ({mode}): Prometheus SD found {len(active)} target(s) {sorted(t['labels']['pod'] for t in active)}, "
                 f"up 1, dramatiq_messages_processed_total {counted:.0f} of {PINGS}; dropped services {sorted(d for d in dropped if d)}"

@@ -215,9 +215,9 @@ class PrometheusSd:
         except requests.RequestException:
             return False
 
-    def targets(self) -> dict[str, list[dict[str, Any]]]:
-        """`activeTargets` and `droppedTargets` of /api/v1/targets."""
-        data: dict[str, list[dict[str, Any]]] = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]
+    def targets(self) -> dict[str, Any]:
+        """/api/v1/targets: `activeTargets`, `droppedTargets` and `droppedTargetCounts` (by scrape pool)."""
+        data: dict[str, Any] = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]
         return data
 
     def query(self, promql: str) -> list[dict[str, Any]]:
