@@ -44,7 +44,7 @@ lint: venv ## ruff, mypy, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	shellcheck ci/*.sh ci/kind/*.sh ci/wordpress/*.sh .ci/run $(wildcard tests/*/*.sh)
+	shellcheck ci/*.sh ci/kind/*.sh ci/node/*.sh ci/wordpress/*.sh .ci/run $(wildcard tests/*/*.sh)
 
 .PHONY: test
 test: venv services tools ## Run every test that can run on this machine

@@ -1,6 +1,6 @@
-"""Fixtures for the worker image tests: a Docker engine, the image built by ci/build-image.sh (cold,
+"""Fixtures for the image tests: a Docker engine, the worker image built by ci/build-image.sh (cold,
 then warm), a real redis-server on a free loopback port, and a table of measurements printed at
-the end of the run.
+the end of the run (test_node_images.py adds the local node's images to it).
 
 Redis is the session-wide real `redis-server` of tests/conftest.py. The tests are skipped only when no Docker engine answers and none can be started here (no
 dockerd, or not root). Everything else that goes wrong is a failure.
@@ -60,7 +60,7 @@ def built_image(docker_engine: str) -> BuiltImage:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not MEASUREMENTS:
         return
-    terminalreporter.section("worker image measurements")
+    terminalreporter.section("image measurements")
     width = max(len(key) for key in MEASUREMENTS)
     for key, value in MEASUREMENTS.items():
         terminalreporter.write_line(f"{key:<{width}}  {value}")
