@@ -74,6 +74,10 @@ test-image: venv services ## The worker image tests only (build, hardened run, s
 test-cluster: venv tools ## The chart against a real kube-apiserver + etcd: install, upgrade, uninstall
 	$(VENV)/bin/pytest tests/cluster $(PYTEST_ARGS)
 
+.PHONY: node-e2e
+node-e2e: venv services tools ## The kind end-to-end flow on the local node of host processes (starts it when not running)
+	CLUSTER_PROVIDER=local PYTHON=$(CURDIR)/$(VENV_PY) ci/kind/kind-e2e.sh
+
 .PHONY: kind-e2e
 kind-e2e: venv ## The chart on a kind cluster end to end (needs Docker, kind, kubectl, registry access: users' CI)
 	ci/tools.sh helm crds
