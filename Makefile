@@ -74,6 +74,18 @@ test-image: venv services ## The worker image tests only (build, hardened run, s
 test-cluster: venv tools ## The chart against a real kube-apiserver + etcd: install, upgrade, uninstall
 	$(VENV)/bin/pytest tests/cluster $(PYTEST_ARGS)
 
+.PHONY: cluster-up
+cluster-up: venv tools ## Start a real single-node Kubernetes from host processes (root; KUBECONFIG=.state/node/kubeconfig)
+	$(VENV_PY) -m wp_devsupport.cluster up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the single-node Kubernetes and undo its side effects (bridge, iptables, mounts)
+	$(VENV_PY) -m wp_devsupport.cluster down
+
+.PHONY: test-node
+test-node: venv services tools ## The single-node Kubernetes basics: node Ready, pods, Services, DNS, logs, exec
+	$(VENV)/bin/pytest tests/node $(PYTEST_ARGS)
+
 .PHONY: node-e2e
 node-e2e: venv services tools ## The kind end-to-end flow on the local node of host processes (starts it when not running)
 	CLUSTER_PROVIDER=local PYTHON=$(CURDIR)/$(VENV_PY) ci/kind/kind-e2e.sh

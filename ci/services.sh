@@ -12,6 +12,14 @@ command -v openssl >/dev/null || missing+=(openssl)
 # base image (no registry can be reached to pull one).
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The local single-node cluster (make cluster-up, devsupport/wp_devsupport/cluster/node.py): its own
+# containerd and runc (from docker.io above), the CNI plugins, kube-proxy's iptables and conntrack,
+# dig to check the cluster DNS, and a static busybox for the node tests' throwaway images.
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v conntrack >/dev/null || missing+=(conntrack)
+command -v dig >/dev/null || missing+=(dnsutils)
+[[ -x /bin/busybox ]] || missing+=(busybox-static)
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -ne 0 ]]; then

@@ -34,6 +34,9 @@ OTELCOL_VERSION=v0.161.0
 # Prometheus 3.x is published as Go module v0.3xx.y: v0.316.0 is release 3.16.0.
 PROMETHEUS_VERSION=v0.316.0
 KUBERNETES_VERSION=v1.37.2
+# kubelet and kube-proxy of the local node (ci/gomod/kubelet): see build_kubelet for why 1.35.
+KUBELET_VERSION=v1.35.4
+COREDNS_VERSION=v1.15.0
 ETCD_VERSION=v3.6.16
 
 # Static binaries: nothing here needs cgo (upstream builds etcd, kube-apiserver and
@@ -250,36 +253,88 @@ install_prometheus() {
     build_prometheus
 }
 
-# --- kube-apiserver and etcd, for chart tests against a real API server -------------
+# --- The Kubernetes control plane and etcd: chart tests and the local node -----------
 
+# k8s_ldflags VERSION MODULE_DIR: the ldflags of hack/lib/version.sh (kube::version::ldflags), set in
+# both version packages. gitCommit/gitTreeState stay unset: the proxy does not record the commit, and
+# Kubernetes itself only sets them when it knows it. -s -w as in release builds. The build date is
+# the module's publication time, so rebuilding the same version gives the same binaries.
+k8s_ldflags() {
+  local version=$1 mod=$2 minor build_date kv ldflags="-s -w"
+  minor=${version#v1.}
+  minor=${minor%%.*}
+  build_date=$(cd "$mod" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' \
+    k8s.io/kubernetes)
+  for kv in "gitVersion=$version" gitMajor=1 "gitMinor=$minor" "buildDate=$build_date"; do
+    ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
+  done
+  printf '%s\n' "$ldflags"
+}
+
+# require_staging DIR VERSION: every staging module must be replaced by the release matching
+# Kubernetes itself (v1.37.2 -> v0.37.2): mixing minors compiles, maybe, and fails at run time.
+require_staging() {
+  local mod=$1 staging=v0.${2#v1.} stray
+  stray=$(grep -E '^\s*k8s\.io/\S+ => ' "$mod/go.mod" | grep -v " $staging\$" || true)
+  [[ -z $stray ]] || die "${mod#"$repo_root/"}/go.mod: replace lines not at $staging: $stray"
+}
+
+# The control plane: kube-apiserver, kube-controller-manager, kube-scheduler and kubectl in one
+# `go build` of one wrapper module, so the packages they share (most of k8s.io/kubernetes) compile
+# once. The slot is named kubernetes-<version> (not kube-apiserver-<version>, which older checkouts
+# sharing this cache fill with kube-apiserver alone: the two would rebuild each other's slot).
 build_kube_apiserver() {
   local out=$1 mod="$repo_root/ci/gomod/kube-apiserver"
   require_version "$mod" k8s.io/kubernetes "$KUBERNETES_VERSION"
-  # Every staging module must be replaced by the release matching Kubernetes itself
-  # (v1.37.2 -> v0.37.2): mixing minors compiles, maybe, and fails at run time.
-  local staging=v0.${KUBERNETES_VERSION#v1.} stray
-  stray=$(grep -E '^\s*k8s\.io/\S+ => ' "$mod/go.mod" | grep -v " $staging\$" || true)
-  [[ -z $stray ]] || die "ci/gomod/kube-apiserver/go.mod: replace lines not at $staging: $stray"
-  local minor=${KUBERNETES_VERSION#v1.}
-  minor=${minor%%.*}
-  local build_date
-  build_date=$(cd "$mod" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' \
-    k8s.io/kubernetes)
-  # The ldflags of hack/lib/version.sh (kube::version::ldflags), set in both version
-  # packages. gitCommit/gitTreeState stay unset: the proxy does not record the commit,
-  # and Kubernetes itself only sets them when it knows it. -s -w as in release builds.
-  local ldflags="-s -w" kv
-  for kv in "gitVersion=$KUBERNETES_VERSION" gitMajor=1 "gitMinor=$minor" "buildDate=$build_date"; do
-    ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
-  done
-  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver" \
-    k8s.io/kubernetes/cmd/kube-apiserver)
+  require_staging "$mod" "$KUBERNETES_VERSION"
+  local ldflags
+  ldflags=$(k8s_ldflags "$KUBERNETES_VERSION" "$mod")
+  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$out/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubectl)
 }
 
 install_kube_apiserver() {
-  ensure kube-apiserver "$KUBERNETES_VERSION" kube-apiserver \
+  ensure kubernetes "$KUBERNETES_VERSION" \
+    "kube-apiserver kube-controller-manager kube-scheduler kubectl" \
     "$repo_root/ci/gomod/kube-apiserver/go.mod $repo_root/ci/gomod/kube-apiserver/go.sum" \
     build_kube_apiserver
+}
+
+# The node: kubelet and kube-proxy, one minor line older than the control plane. Kubernetes 1.35 is
+# the last release whose kubelet still works with containerd 1.x (Debian bookworm has 1.6) and the
+# version skew policy lets a kubelet and kube-proxy be up to three minors older than kube-apiserver.
+# Static like upstream's release builds (CGO_ENABLED=0, as everywhere here).
+build_kubelet() {
+  local out=$1 mod="$repo_root/ci/gomod/kubelet"
+  require_version "$mod" k8s.io/kubernetes "$KUBELET_VERSION"
+  require_staging "$mod" "$KUBELET_VERSION"
+  local ldflags
+  ldflags=$(k8s_ldflags "$KUBELET_VERSION" "$mod")
+  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$out/" \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy)
+}
+
+install_kubelet() {
+  ensure kubelet "$KUBELET_VERSION" "kubelet kube-proxy" \
+    "$repo_root/ci/gomod/kubelet/go.mod $repo_root/ci/gomod/kubelet/go.sum" build_kubelet
+}
+
+# CoreDNS, the cluster DNS of the local node (cluster.local only).
+build_coredns() {
+  local out=$1 mod="$repo_root/ci/gomod/coredns" module=github.com/coredns/coredns
+  require_version "$mod" "$module" "$COREDNS_VERSION"
+  # Upstream's Makefile sets only the git commit, which the module proxy does not record; the
+  # version is a constant in coremain.
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/coredns" "$module")
+}
+
+install_coredns() {
+  ensure coredns "$COREDNS_VERSION" coredns \
+    "$repo_root/ci/gomod/coredns/go.mod $repo_root/ci/gomod/coredns/go.sum" build_coredns
 }
 
 build_etcd() {
@@ -298,8 +353,8 @@ install_etcd() {
 # --- command line --------------------------------------------------------------------
 
 main() {
-  # Cheap and often-used tools first; kube-apiserver (a long first build) last.
-  all_tools=(helm kubeconform crds actionlint ct otelcol prometheus etcd kube-apiserver)
+  # Cheap and often-used tools first; the Kubernetes builds (long first builds) last.
+  all_tools=(helm kubeconform crds actionlint ct otelcol prometheus etcd coredns kube-apiserver kubelet)
 
   local started=$SECONDS tool
   local -a requested=("$@")
@@ -307,8 +362,9 @@ main() {
   # Check every name before building anything, so a typo fails at once, not after a build.
   for tool in "${requested[@]}"; do
     case "$tool" in
-      helm | helm3 | kubeconform | crds | actionlint | ct | otelcol | prometheus | promtool | etcd | kube-apiserver) ;;
-      *) die "unknown tool '$tool' (known: ${all_tools[*]}; helm3 and promtool come with helm and prometheus)" ;;
+      helm | helm3 | kubeconform | crds | actionlint | ct | otelcol | prometheus | promtool | etcd) ;;
+      coredns | kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy) ;;
+      *) die "unknown tool '$tool' (known: ${all_tools[*]}; helm3, promtool, kube-proxy and kube-controller-manager, kube-scheduler, kubectl come with helm, prometheus, kubelet and kube-apiserver)" ;;
     esac
   done
   for tool in "${requested[@]}"; do
@@ -321,7 +377,9 @@ main() {
       otelcol) install_otelcol ;;
       prometheus | promtool) install_prometheus ;;
       etcd) install_etcd ;;
-      kube-apiserver) install_kube_apiserver ;;
+      coredns) install_coredns ;;
+      kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) install_kube_apiserver ;;
+      kubelet | kube-proxy) install_kubelet ;;
     esac
   done
   log "ready in bin/ ($((SECONDS - started))s): ${requested[*]}"

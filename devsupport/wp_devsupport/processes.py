@@ -23,7 +23,11 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
+        *,
+        new_session: bool = False,
     ) -> None:
+        """`new_session`: start it in a session of its own, so that it outlives the terminal (and the
+        Ctrl-C) of whoever started it: for daemons a command starts and leaves running."""
         self.name = name
         self.command = list(command)
         self.log_path = log_path
@@ -35,6 +39,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             cwd=cwd,
+            start_new_session=new_session,
         )
 
     @property

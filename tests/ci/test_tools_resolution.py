@@ -126,3 +126,23 @@ def test_every_module_directory_read_goes_through_module_dir() -> None:
     body = re.search(r"^module_dir\(\) \{\n(.*?)^\}", TOOLS_SH.read_text(), re.S | re.M)
     assert body is not None
     assert body.group(1).index("go mod download") < body.group(1).index("{{.Dir}}")
+
+
+@pytest.mark.parametrize("wrapper", ["kube-apiserver", "kubelet"])
+def test_the_kubernetes_wrappers_replace_every_staging_module_at_their_release(wrapper: str) -> None:
+    """Both Kubernetes wrappers pass tools.sh's own staging check with the version tools.sh pins for them."""
+    pinned = re.search(
+        rf"^{'KUBERNETES' if wrapper == 'kube-apiserver' else 'KUBELET'}_VERSION=(\S+)$", TOOLS_SH.read_text(), re.M
+    )
+    assert pinned is not None
+    result = _tools_fn(dict(os.environ), "require_staging", str(REPO / "ci" / "gomod" / wrapper), pinned.group(1))
+    assert result.returncode == 0, result.stderr
+    go_mod = (REPO / "ci" / "gomod" / wrapper / "go.mod").read_text()
+    assert f"k8s.io/kubernetes {pinned.group(1)}" in go_mod
+
+
+def test_require_staging_names_a_stray_replace(tmp_path: Path) -> None:
+    (tmp_path / "go.mod").write_text("module w\n\nreplace (\n\tk8s.io/api => k8s.io/api v0.36.1\n)\n")
+    result = _tools_fn(dict(os.environ), "require_staging", str(tmp_path), "v1.37.2")
+    assert result.returncode != 0
+    assert "replace lines not at v0.37.2: \tk8s.io/api => k8s.io/api v0.36.1" in result.stderr

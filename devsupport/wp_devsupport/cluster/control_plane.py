@@ -10,6 +10,12 @@ controller manager. Objects are validated, defaulted, admitted (PodSecurity incl
 Deployments never get ReplicaSets or Pods, namespaces never finish terminating and the `default`
 ServiceAccount of a new namespace is never created. Tests must not expect any of that.
 
+Options for a control plane that serves a real node (`wp_devsupport.cluster.node`): `address` (bind and
+advertise the API server there instead of loopback, so pods can reach it through the `kubernetes`
+Service), `service_cidr`, `apiserver_args` (extra flags, e.g. the kubelet client certificate) and
+`detach` (no parent-death guard, own session: the processes outlive a `make cluster-up`).
+`issue_certificate()` and `write_kubeconfig()` give the other components their client identities.
+
 Logs: `logs/etcd.log`, `logs/kube-apiserver.log` and `logs/audit.log` (every request at `Metadata`
 level, JSON lines) under the work directory; `log_offsets()` and `logs_since()` let the conftest attach
 what was logged during a failing test to its report.
@@ -17,12 +23,13 @@ what was logged during a failing test to its report.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +137,11 @@ class ControlPlane:
     apiserver: ManagedProcess | None = None
     port: int = 0
     etcd_port: int = 0
+    #: Where kube-apiserver binds and what it advertises (the `kubernetes` Service's endpoint).
+    address: str = "127.0.0.1"
+    service_cidr: str = "10.96.0.0/12"
+    apiserver_args: Sequence[str] = ()
+    detach: bool = False
 
     def __post_init__(self) -> None:
         self.pki = self.workdir / "pki"
@@ -141,7 +153,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -155,8 +167,10 @@ class ControlPlane:
 
     def start(self, timeout: float = 90.0) -> None:
         started = time.monotonic()
-        self._make_pki()
+        if not (self.pki / "sa.pub").exists():
+            self.make_pki()
         self.timings.certificates = time.monotonic() - started
+        guard = [] if self.detach else _ORPHAN_GUARD
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
 
@@ -165,7 +179,7 @@ class ControlPlane:
         self.etcd = ManagedProcess(
             "etcd",
             [
-                *_ORPHAN_GUARD,
+                *guard,
                 str(ETCD),
                 "--name", "test",
                 "--data-dir", str(self.workdir / "etcd-data"),
@@ -179,6 +193,7 @@ class ControlPlane:
                 "--log-level", "warn",
             ],
             self.logs / "etcd.log",
+            new_session=self.detach,
         )  # fmt: skip
         self._wait(self.etcd, self._etcd_healthy, timeout, "etcd /health")
         self.timings.etcd = time.monotonic() - mark
@@ -189,15 +204,15 @@ class ControlPlane:
         self.apiserver = ManagedProcess(
             "kube-apiserver",
             [
-                *_ORPHAN_GUARD,
+                *guard,
                 str(KUBE_APISERVER),
                 "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}",
-                "--bind-address", "127.0.0.1",
-                "--advertise-address", "127.0.0.1",
+                "--bind-address", self.address,
+                "--advertise-address", self.address,
                 "--secure-port", str(self.port),
                 # 1.37 refuses a loopback advertise address for the `kubernetes` Service endpoints;
-                # nothing here needs them (there is no kube-proxy or pod to reach the API through them).
-                "--endpoint-reconciler-type", "none",
+                # without a node nothing needs them (no kube-proxy or pod reaches the API through them).
+                *(["--endpoint-reconciler-type", "none"] if self.address == "127.0.0.1" else []),
                 "--cert-dir", str(self.workdir / "apiserver-certs"),
                 "--tls-cert-file", str(pki / "apiserver.crt"),
                 "--tls-private-key-file", str(pki / "apiserver.key"),
@@ -205,7 +220,7 @@ class ControlPlane:
                 "--service-account-issuer", SERVICE_ACCOUNT_ISSUER,
                 "--service-account-key-file", str(pki / "sa.pub"),
                 "--service-account-signing-key-file", str(pki / "sa.key"),
-                "--service-cluster-ip-range", "10.96.0.0/12",
+                "--service-cluster-ip-range", self.service_cidr,
                 "--authorization-mode", "Node,RBAC",
                 "--enable-admission-plugins", ",".join(ADMISSION_PLUGINS),
                 # As in real clusters: privileged pods are allowed by the server and refused (or not) by
@@ -215,8 +230,10 @@ class ControlPlane:
                 "--audit-log-path", str(self.audit_log),
                 "--audit-log-format", "json",
                 "--profiling=false",
+                *self.apiserver_args,
             ],
             self.logs / "kube-apiserver.log",
+            new_session=self.detach,
         )  # fmt: skip
         self._write_kubeconfig()
         self._wait(self.apiserver, self._apiserver_ready, timeout, "kube-apiserver /readyz")
@@ -234,7 +251,9 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ setup helpers
 
-    def _make_pki(self) -> None:
+    def make_pki(self) -> None:
+        """The CA, the API server's serving certificate, the admin client certificate and the service-account
+        key pair (called by `start()` unless already done, so that more certificates can be issued first)."""
         pki = self.pki
         pki.mkdir(parents=True, exist_ok=True)
         _ec_key(pki / "ca.key")
@@ -249,7 +268,8 @@ class ControlPlane:
             pki,
             "apiserver",
             "/CN=kube-apiserver",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            f"subjectAltName=IP:127.0.0.1,IP:{self.address},IP:{self.kubernetes_service_ip},"
+            "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
             "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
             "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
         )
@@ -262,6 +282,45 @@ class ControlPlane:
         )
         _ec_key(pki / "sa.key")
         _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The ClusterIP of the `kubernetes` Service: the first address of the service range."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    def issue_certificate(self, name: str, subject: str, *, server_names: Sequence[str] = ()) -> tuple[Path, Path]:
+        """A certificate `name`.crt/.key signed by the cluster CA (after `make_pki()`): a client certificate
+        (subject e.g. `/O=system:nodes/CN=system:node:x`), and a serving one too when `server_names` (IP
+        addresses or DNS names) are given."""
+        usage = "clientAuth"
+        extensions = ""
+        if server_names:
+            usage = "serverAuth,clientAuth"
+            sans = [f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in server_names]
+            extensions = f"subjectAltName={','.join(sans)}\n"
+        _signed_cert(
+            self.pki,
+            name,
+            subject,
+            extensions + f"extendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+        )
+        return self.pki / f"{name}.crt", self.pki / f"{name}.key"
+
+    def write_kubeconfig(self, path: Path, cert: Path, key: Path) -> Path:
+        """A kubeconfig for this API server with the given client certificate."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "test", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
+            ],
+            "users": [{"name": "user", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
+            "current-context": "test",
+        }
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
 
     def _write_kubeconfig(self) -> None:
         cert, key = self.client_cert
@@ -369,6 +428,14 @@ def _audit_summary(line: str) -> str:
     status = (event.get("responseStatus") or {}).get("code")
     notes = {k: v for k, v in (event.get("annotations") or {}).items() if not k.startswith("authorization.k8s.io/")}
     return f"{event.get('verb')} {where or event.get('requestURI')} -> {status} ({event.get('userAgent', '')[:30]}){' ' + json.dumps(notes) if notes else ''}"
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int) -> str:
