@@ -86,6 +86,10 @@ cluster-down: venv ## Stop the single-node Kubernetes and undo its side effects 
 test-node: venv services tools ## The single-node Kubernetes basics: node Ready, pods, Services, DNS, logs, exec
 	$(VENV)/bin/pytest tests/node $(PYTEST_ARGS)
 
+.PHONY: node-e2e
+node-e2e: venv services tools ## The kind end-to-end flow on the local node of host processes (starts it when not running)
+	CLUSTER_PROVIDER=local PYTHON=$(CURDIR)/$(VENV_PY) ci/kind/kind-e2e.sh
+
 .PHONY: kind-e2e
 kind-e2e: venv ## The chart on a kind cluster end to end (needs Docker, kind, kubectl, registry access: users' CI)
 	ci/tools.sh helm crds

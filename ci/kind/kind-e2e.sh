@@ -5,6 +5,15 @@
 #   ci/kind/kind-e2e.sh                    # or: make kind-e2e
 #   KEEP_CLUSTER=1 ci/kind/kind-e2e.sh     # leave the cluster running afterwards, to look around
 #   KIND_CLUSTER=wp-k8s-service-e2e ci/kind/kind-e2e.sh   # reuse that cluster when it exists
+#   CLUSTER_PROVIDER=local ci/kind/kind-e2e.sh            # or: make node-e2e (the same flow, see below)
+#
+# Cluster providers (CLUSTER_PROVIDER): `kind` (default, users' CI) or `local`: the single-node
+# cluster of host processes (`python -m wp_devsupport.cluster up`, make cluster-up) on a machine
+# that cannot pull images. Only two steps differ: how the cluster is created (and deleted), and how
+# images reach it (`kind load` vs ci/node/images.sh building the Redis, collector and pause images
+# too and importing everything into the node's containerd). The local provider also layers
+# ci/node/node-values.yaml (the local Redis image) and gives the collector the local image; every
+# other step and assertion is this one script's. A running local node is reused and left running.
 #
 # Needs, on PATH: kind, kubectl, helm, docker (an engine that answers), curl, python3; and network
 # access to pull the kind node image, python:3.12-slim-bookworm, the official Redis and
@@ -30,7 +39,8 @@
 #      collector holds, for every job, request (API) -> `send <queue>` -> `process <queue>` in one trace
 # The cluster is deleted at the end unless KEEP_CLUSTER=1 or it was reused.
 #
-# Environment: KIND_CLUSTER (name; default wp-k8s-service-e2e, reused when it exists and was named
+# Environment: CLUSTER_PROVIDER (kind | local), NODE_WORKDIR (local: the node's state dir, default
+# .state/node), PYTHON (local: an interpreter with wp_devsupport, default python3), KIND_CLUSTER (name; default wp-k8s-service-e2e, reused when it exists and was named
 # explicitly), KEEP_CLUSTER (1: keep), NAMESPACE / RELEASE (default wp-k8s-service), SKIP_IMAGE_BUILD
 # (1: use the images already in the local engine), E2E_PINGS (3), E2E_CLONES (2), E2E_API_PORT
 # (18000), E2E_METRICS_PORT (19191), E2E_WAIT_SECONDS (180), ARTIFACTS_DIR (.state/kind-e2e),
@@ -40,7 +50,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
+PROVIDER=${CLUSTER_PROVIDER:-kind}
 CLUSTER=${KIND_CLUSTER:-wp-k8s-service-e2e}
+NODE_WORKDIR=${NODE_WORKDIR:-$ROOT/.state/node}
+PYTHON=${PYTHON:-python3}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 NAMESPACE=${NAMESPACE:-wp-k8s-service}
 RELEASE=${RELEASE:-wp-k8s-service}
@@ -57,6 +70,7 @@ WORKER_IMAGE=wp-k8s-service-worker:kind
 API_IMAGE=wp-k8s-service-api:kind
 KIND_CONFIG=ci/kind/kind-config.yaml
 VALUES=ci/kind/kind-values.yaml
+NODE_VALUES=ci/node/node-values.yaml
 COLLECTOR_MANIFEST=ci/kind/otel-collector.yaml
 COLLECTOR_NAMESPACE=observability
 COLLECTOR_DEPLOYMENT=otel-collector
@@ -69,6 +83,20 @@ CRD_DIR=${CRD_DIR:-$ROOT/bin/crd-schemas/crds}
 CRDS=(servicemonitors prometheusrules)
 
 CONTEXT=kind-$CLUSTER
+case $PROVIDER in
+  kind) ;;
+  local)
+    CLUSTER="local node ($NODE_WORKDIR)"
+    # Written by `python -m wp_devsupport.cluster up`; its context is read once the node is up.
+    export KUBECONFIG=$NODE_WORKDIR/kubeconfig
+    CONTEXT=""
+    ;;
+  *)
+    printf '[kind-e2e] error: CLUSTER_PROVIDER=%s: expected kind or local\n' "$PROVIDER" >&2
+    exit 2
+    ;;
+esac
+node_address=""
 current_step="checking the tools"
 created_cluster=false
 cluster_up=false
@@ -142,7 +170,14 @@ on_exit() {
       diagnostics 2>&1 | tee "$ARTIFACTS/diagnostics.txt" >&2
     fi
   fi
-  if $created_cluster; then
+  if $created_cluster && [[ $PROVIDER == local ]]; then
+    if [[ $KEEP_CLUSTER == 1 ]]; then
+      log "keeping the $CLUSTER (KUBECONFIG=$KUBECONFIG; stop: make cluster-down)"
+    else
+      log "stopping the $CLUSTER (KEEP_CLUSTER=1 keeps it)"
+      node_cli down >&2
+    fi
+  elif $created_cluster; then
     if [[ $KEEP_CLUSTER == 1 ]]; then
       log "keeping cluster $CLUSTER (kubectl --context $CONTEXT ...; delete: kind delete cluster --name $CLUSTER)"
     else
@@ -172,6 +207,11 @@ trap 'exit 143' TERM
 
 # --- helpers ---------------------------------------------------------------------------------------
 
+# node_cli COMMAND: the local node's command line (wp_devsupport.cluster) on NODE_WORKDIR.
+node_cli() {
+  "$PYTHON" -m wp_devsupport.cluster "$@" --workdir "$NODE_WORKDIR"
+}
+
 # json_field FIELD: one string field of the JSON object on stdin.
 json_field() {
   python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
@@ -194,7 +234,9 @@ wait_for() {
 # --- 0. tools ----------------------------------------------------------------------------------------
 
 missing=()
-for tool in kind kubectl helm docker curl python3; do
+required=(kind kubectl helm docker curl python3)
+[[ $PROVIDER == kind ]] || required=(kubectl helm docker curl python3 ctr)
+for tool in "${required[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -205,29 +247,52 @@ if [[ ${#missing[@]} -gt 0 ]]; then
       helm) log "helm is not on PATH: ci/tools.sh helm builds bin/helm (make kind-e2e puts bin/ on PATH)" ;;
       docker) log "docker is not on PATH: install Docker (the engine must be running)" ;;
       curl | python3) log "$tool is not on PATH: install it (Debian/Ubuntu: apt-get install $tool)" ;;
+      ctr) log "ctr is not on PATH: the local node needs containerd (Debian: apt-get install containerd, or make services)" ;;
     esac
   done
   die "missing tools: ${missing[*]}"
 fi
-docker info >/dev/null 2>&1 || die "docker is installed but no Docker engine answers (docker info failed)"
-kind_version=$(kind version 2>/dev/null | awk '{print $2}')
-if [[ $kind_version != "$KIND_VERSION" ]]; then
-  log "warning: kind $kind_version found; $KIND_CONFIG pins the node image of kind $KIND_VERSION"
+if [[ $PROVIDER == kind ]]; then
+  docker info >/dev/null 2>&1 || die "docker is installed but no Docker engine answers (docker info failed)"
+  kind_version=$(kind version 2>/dev/null | awk '{print $2}')
+  if [[ $kind_version != "$KIND_VERSION" ]]; then
+    log "warning: kind $kind_version found; $KIND_CONFIG pins the node image of kind $KIND_VERSION"
+  fi
+else
+  # The image builds start dockerd themselves when no engine answers (ci/build-image.sh).
+  "$PYTHON" -c 'import wp_devsupport.cluster' 2>/dev/null ||
+    die "$PYTHON cannot import wp_devsupport (the local node's code): run make venv, or make node-e2e"
+  kind_version="not used (CLUSTER_PROVIDER=local)"
 fi
 mkdir -p "$ARTIFACTS"
 log "helm: $(helm version --short 2>/dev/null); kubectl: $(kubectl version --client 2>/dev/null | head -n 1); kind: $kind_version"
 
 # --- 1. cluster ------------------------------------------------------------------------------------
 
-step "kind cluster $CLUSTER"
-clusters=$(kind get clusters 2>/dev/null)
-if grep -qxF "$CLUSTER" <<<"$clusters"; then
-  [[ -n ${KIND_CLUSTER:-} ]] ||
-    die "a kind cluster named $CLUSTER already exists: reuse it with KIND_CLUSTER=$CLUSTER, or delete it (kind delete cluster --name $CLUSTER)"
-  log "reusing the existing cluster $CLUSTER"
+if [[ $PROVIDER == kind ]]; then
+  step "kind cluster $CLUSTER"
+  clusters=$(kind get clusters 2>/dev/null)
+  if grep -qxF "$CLUSTER" <<<"$clusters"; then
+    [[ -n ${KIND_CLUSTER:-} ]] ||
+      die "a kind cluster named $CLUSTER already exists: reuse it with KIND_CLUSTER=$CLUSTER, or delete it (kind delete cluster --name $CLUSTER)"
+    log "reusing the existing cluster $CLUSTER"
+  else
+    created_cluster=true
+    kind create cluster --name "$CLUSTER" --config "$KIND_CONFIG" --wait 180s
+  fi
 else
-  created_cluster=true
-  kind create cluster --name "$CLUSTER" --config "$KIND_CONFIG" --wait 180s
+  step "$CLUSTER"
+  if node_env=$(node_cli env 2>/dev/null); then
+    log "reusing the running $CLUSTER (left running afterwards)"
+  else
+    created_cluster=true
+    node_cli up >&2
+    node_env=$(node_cli env)
+  fi
+  # KEY=VALUE lines: KUBECONFIG, CONTEXT, CONTAINERD_ADDRESS.
+  CONTEXT=$(sed -n 's/^CONTEXT=//p' <<<"$node_env")
+  node_address=$(sed -n 's/^CONTAINERD_ADDRESS=//p' <<<"$node_env")
+  [[ -n $CONTEXT && -n $node_address ]] || die "python -m wp_devsupport.cluster env gave no CONTEXT or CONTAINERD_ADDRESS"
 fi
 cluster_up=true
 k cluster-info >&2
@@ -244,8 +309,17 @@ else
   step "build the test API image $API_IMAGE"
   IMAGE=$API_IMAGE WORKER_IMAGE=$WORKER_IMAGE ci/kind/build-api-image.sh | tee "$ARTIFACTS/api-image.txt"
 fi
-step "kind load docker-image"
-kind load docker-image --name "$CLUSTER" "$WORKER_IMAGE" "$API_IMAGE"
+if [[ $PROVIDER == kind ]]; then
+  step "kind load docker-image"
+  kind load docker-image --name "$CLUSTER" "$WORKER_IMAGE" "$API_IMAGE"
+else
+  # The worker and API images were built above; the local node also needs its own pause, Redis and
+  # collector images, since it can pull nothing.
+  step "build the local node's pause, Redis and collector images (ci/node/images.sh)"
+  ci/node/images.sh build pause redis otelcol | tee "$ARTIFACTS/node-images.txt"
+  step "import the images into the node's containerd"
+  ci/node/images.sh import --address "$node_address" | tee -a "$ARTIFACTS/node-images.txt"
+fi
 
 # --- 3. CRDs ---------------------------------------------------------------------------------------
 
@@ -271,7 +345,12 @@ done
 # --- 4. collector ------------------------------------------------------------------------------------
 
 step "OpenTelemetry Collector ($COLLECTOR_MANIFEST)"
-k apply -f "$COLLECTOR_MANIFEST"
+if [[ $PROVIDER == kind ]]; then
+  k apply -f "$COLLECTOR_MANIFEST"
+else
+  # The same manifest with the locally built collector image (only image and pull policy differ).
+  "$PYTHON" -m wp_devsupport.node_images collector-manifest | k apply -f -
+fi
 k -n "$COLLECTOR_NAMESPACE" rollout status "deployment/$COLLECTOR_DEPLOYMENT" --timeout=240s
 
 # --- 5. chart ---------------------------------------------------------------------------------------
@@ -284,7 +363,9 @@ k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f -
 # The chart's pods must pass the "restricted" Pod Security Standard: make the namespace enforce it.
 k label --overwrite namespace "$NAMESPACE" \
   pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
-h upgrade --install "$RELEASE" "$ROOT" --namespace "$NAMESPACE" --values "$VALUES" --wait --timeout 6m
+values_args=(--values "$VALUES")
+[[ $PROVIDER == kind ]] || values_args+=(--values "$NODE_VALUES")
+h upgrade --install "$RELEASE" "$ROOT" --namespace "$NAMESPACE" "${values_args[@]}" --wait --timeout 6m
 
 step "rollout"
 deployments=$(k -n "$NAMESPACE" get deployments -l "app.kubernetes.io/instance=$RELEASE" -o name)

@@ -273,3 +273,21 @@ def test_missing_tools_are_named_with_how_to_get_them(tmp_path: Path) -> None:
     assert "go install sigs.k8s.io/kind@v0.33.0" in result.stderr
     assert "ci/tools.sh helm" in result.stderr
     assert "FAILED at step: checking the tools" in result.stderr
+
+
+def test_an_unknown_cluster_provider_is_refused_in_one_line() -> None:
+    result = run(["/bin/bash", str(KIND_E2E)], env={**os.environ, "CLUSTER_PROVIDER": "minikube"}, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "[kind-e2e] error: CLUSTER_PROVIDER=minikube: expected kind or local"
+
+
+def test_the_local_provider_needs_no_kind_but_containerd(tmp_path: Path) -> None:
+    only = tmp_path / "bin"
+    only.mkdir()
+    for tool in ("dirname",):
+        (only / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    env = {"PATH": str(only), "HOME": str(tmp_path), "CLUSTER_PROVIDER": "local"}
+    result = run(["/bin/bash", str(KIND_E2E)], env=env, cwd=REPO)
+    assert result.returncode == 1
+    assert "missing tools: kubectl helm docker curl python3 ctr" in result.stderr
+    assert "kind is not on PATH" not in result.stderr

@@ -1,7 +1,8 @@
 """`python -m wp_devsupport.cluster up|down|status [--workdir DIR]`: the local single-node cluster.
 
 `up` starts it (wp_devsupport.cluster.node) and leaves it running, `down` stops it and undoes its side
-effects, `status` lists its processes. Failures are one line plus the tail of the failing component's
+effects, `status` lists its processes, `env` prints `KUBECONFIG=`, `CONTEXT=` and `CONTAINERD_ADDRESS=`
+lines for scripts (ci/kind/kind-e2e.sh with CLUSTER_PROVIDER=local) and exits 1 when no node runs. Failures are one line plus the tail of the failing component's
 log, exit code 1.
 """
 
@@ -11,12 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from .node import Node, NodeError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wp_devsupport.cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--workdir", type=Path, help="state, logs and kubeconfig (default: .state/node/)")
     args = parser.parse_args(argv)
     node = Node(detach=True, **({"workdir": args.workdir} if args.workdir else {}))
@@ -30,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[node] Ready. export KUBECONFIG={node.kubeconfig}   (logs: {node.logs}/)")
         elif args.command == "down":
             node.down()
+        elif args.command == "env":
+            missing = set(node.recorded_components()) - set(node.running())
+            if not node.running() or missing:
+                raise NodeError(node.status())
+            config = yaml.safe_load(node.kubeconfig.read_text(encoding="utf-8"))
+            print(f"KUBECONFIG={node.kubeconfig}")
+            print(f"CONTEXT={config['current-context']}")
+            print(f"CONTAINERD_ADDRESS={node.socket}")
         else:
             print(node.status())
     except NodeError as e:

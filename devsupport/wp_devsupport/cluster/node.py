@@ -197,6 +197,10 @@ class Node:
         """Import a `docker save`/OCI archive into the node's containerd (where the kubelet finds images)."""
         self.ctr("images", "import", str(archive), timeout=300)
 
+    def recorded_components(self) -> list[str]:
+        """The components the running (or last) node recorded, running or not."""
+        return list(self._recorded())
+
     def running(self) -> dict[str, int]:
         """The recorded components whose process is still alive: name -> pid."""
         return {name: pid for name, pid in self._recorded().items() if _alive(pid, name)}
