@@ -1,9 +1,11 @@
 """Fixtures of the pod-level tests: the chart's pods on a real single-node Kubernetes.
 
-* `node` (session): the node of wp_devsupport.cluster.node. A node already running from this
-  checkout's `.state/node/` (`make cluster-up`), or from the directory in `WP_NODE_WORKDIR`, is used as it
-  is and left running; otherwise the session starts one there and stops it at the end. Missing tools,
-  root or images make the tests fail with the command to run, never skip.
+* `node` (session): the node of wp_devsupport.cluster.node, one for every module of tests/node (there
+  can be only one per machine: the bridge, pod subnet and DNS address are fixed). A node already running
+  from this checkout's `.state/node/` (`make cluster-up`), or from the directory in `WP_NODE_WORKDIR`,
+  is used as it is and left running; otherwise the session starts one in `.state/node/` (whose
+  containerd keeps the imported images) and stops it at the end. Missing tools, root or images make the
+  tests fail with the command to run, never skip.
 * `node_images` (session): the worker and test API images in the node's containerd; when they are
   missing they are imported with `ci/node/images.sh import` (which needs them built:
   `ci/node/images.sh build worker api`).
@@ -29,8 +31,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from wp_devsupport.cluster.node import Node, NodeError
 
+from wp_devsupport.cluster.node import Node, NodeError
 from wp_devsupport.cluster.node_jobs import (
     LIVE_NAMESPACES,
     REPORT,

@@ -152,6 +152,7 @@ class TestServiceMonitor:
             dropped = {
                 t["discoveredLabels"].get("__meta_kubernetes_service_name")
                 for t in prometheus.targets()["droppedTargets"]
+                if t.get("scrapePool", job_name) == job_name
             }
             assert fullname(release.release) in dropped, f"the API Service was not discovered and dropped: {dropped}"
             ups = prometheus.query(f'up{{job="{job}",namespace="{release.namespace}"}}')
