@@ -100,5 +100,6 @@ class TestRollingUpdate:
             f"rolling update ({mode}): {len(old_pods)} old pod(s) replaced in {rolled_at - upgrade_at:.1f}s after "
             f"helm upgrade; longest old-pod shutdown {longest:.1f}s (grace {max(grace.values())}s), worker "
             f"container exit {max(worker_stops, default=float('nan')):.0f}s after the request; {before} jobs ran "
-            f"before the first stop, {after} after; longest pause in processing {gap:.1f}s"
+            f"before the first stop, {after} after; longest pause in processing {gap:.1f}s (the stream sends a batch "
+            f"every {stream.interval:.1f}s: a pause that long is the stream's own)"
         )
