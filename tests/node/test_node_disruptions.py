@@ -3,8 +3,9 @@ the host), and the worker comes back on its own:
 
 * `kubectl delete pod` of the worker pod: a graceful stop (SIGTERM, the jobs running finish), the
   Deployment starts a new pod. No job may run twice without a recorded retry.
-* the worker's main process killed with SIGKILL from the node (`ctr tasks ls` gives its host pid): the
-  container dies with every job it was running, the kubelet restarts it, and the lossless broker gives
+* the worker's main process killed with SIGKILL from the node (`ctr tasks ls` gives its host pid), in
+  each worker mode: the container dies with every job it was running, the kubelet restarts that
+  container alone (the API container of a sidecar pod keeps running), and the lossless broker gives
   the jobs of the dead consumer to the new one once its heartbeat is older than
   WORKER_HEARTBEAT_TIMEOUT (10 s here). Those jobs may run a second time (at least once), at most
   as many as were running (processes x threads).
@@ -106,11 +107,12 @@ class TestPodDeletion:
         )
 
 
+@pytest.mark.parametrize("mode", ["deployment", "sidecar", "native-sidecar"])
 class TestWorkerKill:
     def test_sigkill_of_the_worker_main_process_restarts_the_container_and_loses_nothing(
-        self, env: NodeEnv, deploy: Deploy, host_redis: AofRedis
+        self, mode: str, env: NodeEnv, deploy: Deploy, host_redis: AofRedis
     ) -> None:
-        release = deploy(MODE, **VALUES)
+        release = deploy(mode, **VALUES)
         (pod,) = worker_pods(env.kube, release.namespace)
         name = pod["metadata"]["name"]
         status = container_status(pod, WORKER_CONTAINER)
@@ -134,8 +136,16 @@ class TestWorkerKill:
             nonces = stream.join(timeout=120)
             _drain(host_redis, 120)
             history = watcher.snapshot()[name]
+            after = next(p for p in env.kube.pods(release.namespace) if p["metadata"]["name"] == name)
         times = probe_times(host_redis, nonces)
-        result = tally("SIGKILL of the worker container's main process", host_redis, nonces, started, report=REPORT)
+        result = tally(f"SIGKILL of the worker's main process ({mode})", host_redis, nonces, started, report=REPORT)
+        others = {
+            c["name"]: c.get("restartCount", 0)
+            for c in (after["status"].get("containerStatuses") or [])
+            + (after["status"].get("initContainerStatuses") or [])
+            if c["name"] != WORKER_CONTAINER
+        }
+        assert all(count == 0 for count in others.values()), f"other containers of the pod restarted: {others}"
         assert history.worker_restarts == 1, (
             f"expected one restart of the worker container, saw {history.worker_restarts}"
         )
@@ -150,7 +160,8 @@ class TestWorkerKill:
         ready_again = history.ready_again[0] - killed_at
         gap_start, gap = longest_gap(times, killed_at, max(times.values()))
         note(
-            f"SIGKILL of the worker (pid {pid} on the node): container restarted and Ready after {ready_again:.1f}s; "
+            f"SIGKILL of the worker ({mode}, pid {pid} on the node): container restarted and Ready after "
+            f"{ready_again:.1f}s, {len(others)} other container(s) untouched; "
             f"processing paused {gap:.1f}s, jobs resumed {gap_start + gap - killed_at:.1f}s after the kill; "
             f"{result.duplicated} jobs ran twice (at most {in_flight} were running)"
         )
