@@ -41,10 +41,11 @@ from wp_devsupport.cluster.node_jobs import (
     KubeApi,
     NodeEnv,
     NodeHelm,
+    images_to_import,
     namespace_report,
 )
 from wp_devsupport.faults import AofRedis
-from wp_devsupport.node_images import API_IMAGE, IMAGES_SCRIPT, WORKER_IMAGE, normalized
+from wp_devsupport.node_images import API_IMAGE, IMAGES_SCRIPT, WORKER_IMAGE
 from wp_devsupport.processes import ManagedProcess
 from wp_devsupport.repo import REPO
 
@@ -96,27 +97,25 @@ def node() -> Iterator[Node]:
             _summary.append(f"node: stopped in {time.monotonic() - mark:.1f}s")
 
 
-def _missing_images(node: Node) -> list[str]:
-    listed = set(node.ctr("images", "ls", "-q").split())
-    return [ref for ref in (WORKER_IMAGE, API_IMAGE) if normalized(ref) not in listed]
-
-
 @pytest.fixture(scope="session")
 def node_images(node: Node, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The worker and API images the chart's pods run (pullPolicy Never: the node cannot pull)."""
-    missing = _missing_images(node)
-    if missing:
+    """The worker and API images the chart's pods run (pullPolicy Never: the node cannot pull), imported
+    again when Docker holds a newer build than the node's containerd (a tag does not say which build)."""
+    wanted = [WORKER_IMAGE, API_IMAGE]
+    todo = images_to_import(node, wanted)
+    if todo:
         log = tmp_path_factory.mktemp("images") / "import.log"
         command = [str(IMAGES_SCRIPT), "import", "--address", str(node.socket), "worker", "api"]
         proc = ManagedProcess("images-import", command, log)
         code = proc.wait(timeout=600)
-        if code != 0 or _missing_images(node):
+        left = images_to_import(node, wanted)
+        if code != 0 or left:
             pytest.fail(
-                f"images {missing} are not in the node's containerd and `{' '.join(command)}` failed "
-                f"(exit {code}); build them first: ci/node/images.sh build worker api\n{proc.output()[-3000:]}"
+                f"images not usable in the node's containerd: {todo}; `{' '.join(command)}` failed (exit {code}, "
+                f"still {left}); build them first: ci/node/images.sh build worker api\n{proc.output()[-3000:]}"
             )
-        _summary.append(f"node: imported {', '.join(missing)} into the node's containerd")
-    return [WORKER_IMAGE, API_IMAGE]
+        _summary.append(f"node: imported {todo} into the node's containerd")
+    return wanted
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ import yaml
 
 from ..chart import CHART
 from ..faults import AofRedis, send_pings
+from ..node_images import normalized
 from ..repo import BIN, REPO
 from .kube_client import HelmRun
 from .node import Node, dns_query
@@ -600,6 +601,53 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
             return
         time.sleep(interval)
     raise NodeTestError(f"{what}: not reached within {timeout:.0f}s")
+
+
+# ---------------------------------------------------------------------------------------- images
+
+
+def docker_image_id(reference: str) -> str | None:
+    """The local Docker engine's image ID (its config digest) of REFERENCE; None without the image or engine."""
+    try:
+        proc = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", reference],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def node_image_config(node: Node, reference: str) -> str | None:
+    """The config digest (what Docker calls the image ID) of REFERENCE in the node's containerd; None when
+    it is not there. Follows an OCI index to its first manifest (`docker save` writes either)."""
+    wanted = normalized(reference)
+    digest = next(
+        (line.split()[2] for line in node.ctr("images", "ls").splitlines()[1:] if line.split()[:1] == [wanted]), None
+    )
+    for _ in range(3):
+        if digest is None:
+            return None
+        content = json.loads(node.ctr("content", "get", digest))
+        if "config" in content:
+            config: str = content["config"]["digest"]
+            return config
+        digest = (content.get("manifests") or [{}])[0].get("digest")
+    return None
+
+
+def images_to_import(node: Node, references: Sequence[str]) -> dict[str, str]:
+    """The REFERENCES the node's containerd lacks, or holds in another build than the local Docker engine's
+    (a rebuilt image keeps its tag): reference -> why."""
+    out = {}
+    for reference in references:
+        have = node_image_config(node, reference)
+        built = docker_image_id(reference)
+        if have is None:
+            out[reference] = "missing"
+        elif built is not None and built != have:
+            out[reference] = f"stale ({have[:19]}, built {built[:19]})"
+    return out
 
 
 # ---------------------------------------------------------------------------------------- releases
