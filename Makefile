@@ -84,7 +84,6 @@ cluster-down: venv ## Stop the single-node Kubernetes and undo its side effects 
 
 .PHONY: test-node
 test-node: venv services tools ## The chart's pods on the local node: worker modes, rolling update, pod kill, ServiceMonitor, kind flow
-	ci/node/images.sh build worker api >/dev/null
 	$(VENV)/bin/pytest tests/node $(PYTEST_ARGS)
 
 .PHONY: node-e2e

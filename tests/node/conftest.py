@@ -6,9 +6,8 @@
   is used as it is and left running; otherwise the session starts one in `.state/node/` (whose
   containerd keeps the imported images) and stops it at the end. Missing tools, root or images make the
   tests fail with the command to run, never skip.
-* `node_images` (session): the worker and test API images in the node's containerd; when they are
-  missing they are imported with `ci/node/images.sh import` (which needs them built:
-  `ci/node/images.sh build worker api`).
+* `node_images` (session): the worker and test API images of this checkout (`ci/node/images.sh build`)
+  in the node's containerd (`ci/node/images.sh import` when missing or another build).
 * `kube`, `helm` (session): an API client and bin/helm (Helm 4) for the node.
 * `host_redis` (function): a Redis on the host with an append-only file (wp_devsupport.faults.AofRedis),
   listening on loopback and on the node's bridge address where pods reach it, with a password.
@@ -99,12 +98,20 @@ def node() -> Iterator[Node]:
 
 @pytest.fixture(scope="session")
 def node_images(node: Node, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The worker and API images the chart's pods run (pullPolicy Never: the node cannot pull), imported
-    again when Docker holds a newer build than the node's containerd (a tag does not say which build)."""
+    """The worker and API images of this checkout in the node's containerd (pullPolicy Never: the node
+    cannot pull). They are built first (`ci/node/images.sh build worker api`: about 2 s when BuildKit's
+    cache is current, minutes cold), since another checkout on the machine may have built the same tags,
+    and imported again when containerd holds another build than Docker (a tag does not say which)."""
     wanted = [WORKER_IMAGE, API_IMAGE]
+    images_dir = tmp_path_factory.mktemp("images")
+    mark = time.monotonic()
+    build = ManagedProcess("images-build", [str(IMAGES_SCRIPT), "build", "worker", "api"], images_dir / "build.log")
+    if build.wait(timeout=1800) != 0:
+        pytest.fail(f"ci/node/images.sh build worker api failed:\n{build.output()[-3000:]}")
+    _summary.append(f"node: worker and API images built (or found current) in {time.monotonic() - mark:.1f}s")
     todo = images_to_import(node, wanted)
     if todo:
-        log = tmp_path_factory.mktemp("images") / "import.log"
+        log = images_dir / "import.log"
         command = [str(IMAGES_SCRIPT), "import", "--address", str(node.socket), "worker", "api"]
         proc = ManagedProcess("images-import", command, log)
         code = proc.wait(timeout=600)
