@@ -190,13 +190,6 @@ class KubeApi:
         body = self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments") or {}
         return list(body.get("items", []))
 
-    def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
-        body = self.get(
-            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-            labelSelector=f"kubernetes.io/service-name={service}",
-        )
-        return list((body or {}).get("items", []))
-
     def events(self, namespace: str) -> list[dict[str, Any]]:
         body = self.get(f"/api/v1/namespaces/{namespace}/events") or {}
         return list(body.get("items", []))
