@@ -83,7 +83,7 @@ cluster-down: venv ## Stop the single-node Kubernetes and undo its side effects 
 	$(VENV_PY) -m wp_devsupport.cluster down
 
 .PHONY: test-node
-test-node: venv services tools ## The single-node Kubernetes basics: node Ready, pods, Services, DNS, logs, exec
+test-node: venv services tools ## The chart's pods on the local node: worker modes, rolling update, pod kill, ServiceMonitor, kind flow
 	$(VENV)/bin/pytest tests/node $(PYTEST_ARGS)
 
 .PHONY: node-e2e

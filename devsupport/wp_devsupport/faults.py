@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -35,10 +36,17 @@ REPORT = REPO_ROOT / ".state" / "faults" / "report.jsonl"
 
 class AofRedis:
     """A redis-server that persists every write (AOF, fsync every second, never rewritten) and can be
-    stopped and started again on the same port and data."""
+    stopped and started again on the same port and data.
 
-    def __init__(self, workdir: Path) -> None:
+    It always listens on loopback (where the tests' own clients connect); `bind` adds addresses, for
+    example a node's bridge address so that pods reach it. `password` sets `requirepass` (given to
+    redis-server on its standard input, never on its command line).
+    """
+
+    def __init__(self, workdir: Path, *, bind: tuple[str, ...] = (), password: str | None = None) -> None:
         self.workdir = workdir
+        self.bind = tuple(dict.fromkeys(("127.0.0.1", *bind)))
+        self.password = password
         self.port = free_port()
         self.process: ManagedProcess | None = None
         self._starts = 0
@@ -51,8 +59,9 @@ class AofRedis:
         self._starts += 1
         command = [
             executable,
+            *([str(self._password_config())] if self.password is not None else []),
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", *self.bind,
             "--dir", str(self.workdir),
             "--save", "",
             "--appendonly", "yes",
@@ -61,8 +70,20 @@ class AofRedis:
             "--auto-aof-rewrite-percentage", "0",
         ]  # fmt: skip
         self.process = ManagedProcess("redis", command, self.workdir / f"redis-{self._starts}.log")
-        wait_for_port(self.port)
+        for host in self.bind:
+            wait_for_port(self.port, host=host)
         wait_until(self._loaded, 30, message="redis loaded its data")
+
+    def _password_config(self) -> Path:
+        """A configuration file (0600) with `requirepass`, so the password is on no command line."""
+        assert self.password is not None
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.password):
+            raise ValueError("the password must be letters, digits, '-' or '_' (written unquoted into redis.conf)")
+        path = self.workdir / "requirepass.conf"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(f"requirepass {self.password}\n")
+        return path
 
     def _loaded(self) -> bool:
         try:
@@ -78,10 +99,11 @@ class AofRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=10)
 
     def commands(self) -> Iterator[list[bytes]]:
         """Every command in the AOF, oldest first."""
@@ -153,7 +175,9 @@ class Tally:
         )
 
 
-def tally(test: str, server: AofRedis, nonces: list[str], started: float, **notes: object) -> Tally:
+def tally(
+    test: str, server: AofRedis, nonces: list[str], started: float, *, report: Path = REPORT, **notes: object
+) -> Tally:
     server.fsync()
     runs: Counter[str] = Counter()
     retried: set[str] = set()
@@ -181,9 +205,9 @@ def tally(test: str, server: AofRedis, nonces: list[str], started: float, **note
         lost_nonces=lost[:20],
         notes=dict(notes),
     )
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with REPORT.open("a") as report:
-        report.write(json.dumps({**asdict(result), "summary": result.line()}) + "\n")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    with report.open("a") as out:
+        out.write(json.dumps({**asdict(result), "summary": result.line()}) + "\n")
     print(result.line())
     return result
 

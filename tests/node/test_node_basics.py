@@ -1,7 +1,7 @@
 """The single-node Kubernetes of wp_devsupport.cluster.node really runs pods.
 
-One node for the module: started in a temporary directory, or the one already running from the work
-dir in WP_NODE_WORKDIR (e.g. `.state/node` after `make cluster-up`; it is left running). The pods use
+The session's node (tests/node/conftest.py): the one already running from `.state/node` (`make
+cluster-up`) or from WP_NODE_WORKDIR, left running, or one started for the session. The pods use
 a throwaway busybox image imported from Debian's static busybox (nothing can be pulled here).
 
 Proven: the node is Ready; a pod with an HTTP readiness probe becomes Ready; a ClusterIP Service
@@ -13,10 +13,8 @@ API server to the kubelet). Anything missing fails the test with the reason; not
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -68,17 +66,9 @@ SERVICE = {
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    given = os.environ.get("WP_NODE_WORKDIR")
-    if os.geteuid() != 0:
-        pytest.fail("the node tests need root (containerd, a bridge, iptables)")
-    started = given is None
-    node = Node(workdir=Path(given) if given else tmp_path_factory.mktemp("node"), log=lambda _m: None)
+def node(node: Node) -> Iterator[Node]:
+    """The session's node (tests/node/conftest.py) with a busybox image and this module's pods."""
     try:
-        if started:
-            node.up()
-        elif not node.running():
-            pytest.fail(f"WP_NODE_WORKDIR={given}: no node is running from there (make cluster-up)")
         archive = busybox_archive(node.workdir / "busybox.tar")
         node.import_image(archive)
         node.kubectl("create", "namespace", NS, check=False)
@@ -89,14 +79,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": [WEB, CLIENT, SERVICE]}),
         )
     except (NodeError, ScratchImageError) as e:
-        if started:
-            node.down(quiet=True)
         pytest.fail(f"the node could not be set up: {e}")
     yield node
-    if started:
-        node.down(quiet=True)
-    else:
-        node.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    node.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")

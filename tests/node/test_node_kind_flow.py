@@ -7,8 +7,8 @@ ci/node/node-values.yaml in a namespace enforcing Pod Security `restricted`: eve
 passes, pings and clones through the API counted exactly once in the worker's /metrics, and every job
 traced request -> send -> process at the in-cluster collector.
 
-The node is started in a temporary directory for this module, or the one in WP_NODE_WORKDIR is reused
-(and left running). The script's step timings go to the terminal summary.
+The node is the session's (tests/node/conftest.py): the one running from `.state/node` or
+WP_NODE_WORKDIR, left running, or one started for the session. The script's step timings go to the terminal summary.
 """
 
 from __future__ import annotations
@@ -17,38 +17,17 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from wp_devsupport.cluster.node import Node, NodeError
+from wp_devsupport.cluster.node import Node
 from wp_devsupport.repo import BIN, REPO
 
 KIND_E2E = REPO / "ci" / "kind" / "kind-e2e.sh"
 #: Images built and imported, helm install with --wait, helm test, the jobs: a few minutes on 2 cores.
 TIMEOUT_SECONDS = 900
 TIMINGS: list[str] = []
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    if os.geteuid() != 0:
-        pytest.fail("the node tests need root (containerd, a bridge, iptables)")
-    given = os.environ.get("WP_NODE_WORKDIR")
-    node = Node(workdir=Path(given) if given else tmp_path_factory.mktemp("node"), log=lambda _m: None)
-    try:
-        if given is None:
-            node.up()
-        elif not node.running():
-            pytest.fail(f"WP_NODE_WORKDIR={given}: no node runs there (make cluster-up)")
-    except NodeError as error:
-        pytest.fail(f"the node did not start: {error}")
-    try:
-        yield node
-    finally:
-        if given is None:
-            node.down(quiet=True)
 
 
 def test_the_kind_flow_passes_on_the_local_node(node: Node, tmp_path: Path) -> None:
