@@ -259,3 +259,56 @@ def test_a_live_collector_keeps_the_whole_queue(monkeypatch):
     provider.shutdown()
     assert dropped._value.get() == before
     assert len(exporter.get_finished_spans()) == 500
+
+
+# -- actor argument check ----------------------------------------------------------------------------
+
+
+def _plain(url: str, depth: int = 1, *, unused=None) -> tuple:
+    return (url, depth)
+
+
+def _positional(url: str, depth: int = 1, flag: bool = False) -> tuple:
+    return (url, depth, flag)
+
+
+def _anything(a, b=None) -> tuple:
+    return (a, b)
+
+
+def _variadic(first: str, *rest: int, **options: str) -> tuple:
+    return (first, rest, options)
+
+
+def _outcome(call, args, kwargs):
+    from worker_app.errors import InvalidJobArguments
+
+    try:
+        return ("ok", call(*args, **kwargs))
+    except InvalidJobArguments as error:
+        return ("invalid", str(error))
+
+
+@pytest.mark.parametrize("fn", [_plain, _positional, _anything, _variadic])
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        (("https://blog.example",), {}),
+        (("https://blog.example", 2), {}),
+        (("https://blog.example", 2, True), {}),
+        (("https://blog.example", 2, True, 4), {}),
+        (("https://blog.example", True), {}),
+        ((7,), {}),
+        ((None, None), {}),
+        (("https://blog.example",), {"depth": 3}),
+        ((), {"url": "https://blog.example", "colour": "red"}),
+        (("https://blog.example", 2.5), {}),
+    ],
+)
+def test_argument_check_binds_like_signature_bind(fn, args, kwargs):
+    from worker_app.runtime.job_arguments import checked_call
+
+    fast = _outcome(checked_call("job", fn), args, kwargs)
+    reference = _outcome(checked_call("job", fn, bind_in_order=False), args, kwargs)
+    assert fast == reference

@@ -30,12 +30,13 @@ PREVIOUS_ATTEMPT_OPTION = "otel_previous_attempt"
 
 def inject(span: Span) -> dict[str, str]:
     """The W3C carrier of `span` in the current context (its baggage included)."""
-    context = trace.set_span_in_context(span)
     span_context = span.get_span_context()
-    if span_context.is_valid and not span_context.trace_state and not baggage.get_all(context) and is_default_textmap():
+    # The baggage of the current context is that of the context with `span` in it (only the span
+    # differs), so that context is built only for the propagators.
+    if span_context.is_valid and not span_context.trace_state and not baggage.get_all() and is_default_textmap():
         return {TRACEPARENT: format_traceparent(span_context)}
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=context)
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
     return carrier
 
 
