@@ -50,25 +50,10 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 mb() { awk -v n="$1" 'BEGIN { printf "%.1f MB", n / 1000000 }'; }
 
-# --- Docker client with BuildKit ----------------------------------------------------------------
-# BuildKit is needed for the secret mount. A docker CLI >= 23 builds with BuildKit only through the
-# buildx plugin; Debian's docker.io client (20.10) has BuildKit built in (DOCKER_BUILDKIT=1).
-pick_client() {
-  local candidate version
-  for candidate in ${DOCKER:+"$DOCKER"} docker /usr/bin/docker; do
-    command -v "$candidate" >/dev/null 2>&1 || continue
-    if "$candidate" buildx version >/dev/null 2>&1; then
-      echo "$candidate"; return 0
-    fi
-    version=$("$candidate" version --format '{{.Client.Version}}' 2>/dev/null || true)
-    if [[ $version =~ ^(1[89]|2[0-2])\. ]]; then
-      echo "$candidate"; return 0
-    fi
-  done
-  return 1
-}
-DOCKER_CLI=$(pick_client) || die "no docker client with BuildKit (buildx plugin, or Debian's docker.io client)"
-export DOCKER_BUILDKIT=1
+# --- Docker client with BuildKit (ci/docker-client.sh) -------------------------------------------
+# shellcheck source=/dev/null # ci/docker-client.sh, shellchecked on its own
+source "$ROOT/ci/docker-client.sh"
+use_docker_client
 dk() { "$DOCKER_CLI" "$@"; }
 
 # --- Engine ---------------------------------------------------------------------------------------

@@ -28,27 +28,10 @@ elif [[ $# -gt 0 ]]; then
 fi
 extra_build_args=("$@")
 
-# BuildKit is needed for the secret mount: a client with the buildx plugin, or one older than 23
-# with BuildKit built in (DOCKER_BUILDKIT=1), such as Debian's docker.io. Same choice as
-# ci/build-image.sh.
-pick_client() {
-  local candidate version
-  for candidate in ${DOCKER:+"$DOCKER"} docker /usr/bin/docker; do
-    command -v "$candidate" >/dev/null 2>&1 || continue
-    if "$candidate" buildx version >/dev/null 2>&1; then
-      echo "$candidate"
-      return 0
-    fi
-    version=$("$candidate" version --format '{{.Client.Version}}' 2>/dev/null || true)
-    if [[ $version =~ ^(1[89]|2[0-2])\. ]]; then
-      echo "$candidate"
-      return 0
-    fi
-  done
-  return 1
-}
-DOCKER_CLI=$(pick_client) || die "no docker client with BuildKit (the buildx plugin, or a docker client older than 23)"
-export DOCKER_BUILDKIT=1
+# The docker client with BuildKit (for the secret mount), chosen as ci/build-image.sh chooses it.
+# shellcheck source=/dev/null # ci/docker-client.sh, shellchecked on its own
+source "$ROOT/ci/docker-client.sh"
+use_docker_client
 
 "$DOCKER_CLI" image inspect "$WORKER_IMAGE" >/dev/null 2>&1 ||
   die "worker image $WORKER_IMAGE is not in the local engine: build it first (IMAGE=$WORKER_IMAGE ci/build-image.sh)"

@@ -79,26 +79,10 @@ normalized() {
   echo "$ref"
 }
 
-# --- Docker client (BuildKit), as in ci/build-image.sh ------------------------------------------------
-pick_client() {
-  local candidate version
-  for candidate in ${DOCKER:+"$DOCKER"} docker /usr/bin/docker; do
-    command -v "$candidate" >/dev/null 2>&1 || continue
-    if "$candidate" buildx version >/dev/null 2>&1; then
-      echo "$candidate"; return 0
-    fi
-    version=$("$candidate" version --format '{{.Client.Version}}' 2>/dev/null || true)
-    if [[ $version =~ ^(1[89]|2[0-2])\. ]]; then
-      echo "$candidate"; return 0
-    fi
-  done
-  return 1
-}
-
-docker_client() {
-  DOCKER_CLI=$(pick_client) || die "no docker client with BuildKit (buildx plugin, or Debian's docker.io client)"
-  export DOCKER_BUILDKIT=1
-}
+# --- Docker client (BuildKit), chosen as ci/build-image.sh chooses it (ci/docker-client.sh) -----------
+# shellcheck source=/dev/null # ci/docker-client.sh, shellchecked on its own
+source "$ROOT/ci/docker-client.sh"
+docker_client() { use_docker_client; }
 dk() { "$DOCKER_CLI" "$@"; }
 
 image_id() { dk image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
