@@ -225,20 +225,26 @@ class HelmRun:
         )
 
 
+def isolated_helm_env(home: Path) -> dict[str, str]:
+    """The environment of a helm run that reads and writes nothing of the user's: Helm's cache, config
+    and data, and client-go's discovery cache, all under `home`."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        # client-go's discovery cache would otherwise go to ~/.kube/cache.
+        "KUBECACHEDIR": str(home / "kube-cache"),
+    }
+
+
 class Helm:
     """Runs bin/helm or bin/helm3 against the control plane, with its own (empty) Helm and kube caches."""
 
     def __init__(self, control_plane: ControlPlane, home: Path):
         self.kubeconfig = control_plane.kubeconfig
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-            # client-go's discovery cache would otherwise go to ~/.kube/cache.
-            "KUBECACHEDIR": str(home / "kube-cache"),
-        }
+        self.env = isolated_helm_env(home)
 
     def __call__(
         self, args: Sequence[str], helm: str = "helm", check: bool = True, values: dict[str, Any] | None = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -37,7 +36,7 @@ from ..chart import CHART
 from ..faults import AofRedis, send_pings
 from ..node_images import normalized
 from ..repo import BIN, REPO
-from .kube_client import HelmRun
+from .kube_client import HelmRun, isolated_helm_env
 from .node import Node, dns_query
 
 #: Values of the kind job: the worker and API images (never pulled), small resources.
@@ -424,14 +423,7 @@ class NodeHelm:
     def __init__(self, kubeconfig: Path, home: Path, binary: str = "helm") -> None:
         self.binary = BIN / binary
         self.kubeconfig = kubeconfig
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-            "KUBECACHEDIR": str(home / "kube-cache"),
-        }
+        self.env = isolated_helm_env(home)
 
     def __call__(self, args: Sequence[str], values: dict[str, Any] | None = None, timeout: float = 300) -> HelmRun:
         cmd = [str(self.binary), *args, "--kubeconfig", str(self.kubeconfig)]
