@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ..config.queues import canonical_queue
+from ..fastpath.light_span import LightSpan, SpanStarter
 from ..fastpath.traceparent import format_traceparent, parse_traceparent
 from .conventions import (
     ACTOR_NAME,
@@ -96,6 +97,9 @@ class OpenTelemetryMiddleware(Middleware):
     :param sdk: configure the SDK from `OTEL_*` with this at process boot, and flush it within its
       bound at worker shutdown; None (the default, and always with a `tracer_provider`) leaves the SDK
       to whoever configured it.
+    :param light_spans: start the producer and consumer spans as `fastpath.light_span` light spans
+      where that exports the same (default); False: always the SDK's own spans (needed for the SDK's
+      internal span metrics, `OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`).
 
     Example::
 
@@ -110,12 +114,14 @@ class OpenTelemetryMiddleware(Middleware):
         tracer_provider: ApiTracerProvider | None = None,
         record_arguments: bool = False,
         sdk: SdkConfig | None = None,
+        light_spans: bool = True,
     ) -> None:
-        self._tracer = trace.get_tracer(
-            INSTRUMENTATION_NAME,
-            INSTRUMENTATION_VERSION,
-            tracer_provider=tracer_provider,
+        self._spans = SpanStarter(
+            name=INSTRUMENTATION_NAME,
+            version=INSTRUMENTATION_VERSION,
             schema_url=SCHEMA_URL,
+            tracer_provider=tracer_provider,
+            light=light_spans,
         )
         self._record_arguments = record_arguments
         self._sdk = sdk if tracer_provider is None else None
@@ -163,7 +169,7 @@ class OpenTelemetryMiddleware(Middleware):
             attributes[MESSAGE_DELAY_MS] = delay
         if self._record_arguments:
             attributes[MESSAGE_ARGUMENTS] = _arguments_text(message)
-        span = self._tracer.start_span(f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes)
+        span = self._spans.start_span(f"send {queue}", context=None, kind=SpanKind.PRODUCER, attributes=attributes)
         options[CONTEXT_OPTION] = inject(span)
         pending[message.message_id] = span
 
@@ -194,7 +200,7 @@ class OpenTelemetryMiddleware(Middleware):
         }
         if self._record_arguments:
             attributes[MESSAGE_ARGUMENTS] = _arguments_text(message)
-        span = self._tracer.start_span(
+        span = self._spans.start_span(
             f"process {delivery.queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -215,12 +221,17 @@ class OpenTelemetryMiddleware(Middleware):
             if outcome is not None and span.is_recording():
                 if outcome.error and exception is not None:
                     span.record_exception(exception)
-                if delivery.message.failed:
-                    span.set_attribute(MESSAGE_DEAD_LETTERED, True)
-                span.set_attribute(MESSAGE_OUTCOME, outcome.outcome)
-                if outcome.final_error and exception is not None:
-                    span.set_attribute(ERROR_TYPE, _qualified_name(type(exception)))
-                    span.set_status(Status(StatusCode.ERROR, _status_description(exception)))
+                ended: dict[str, str | bool] = {MESSAGE_DEAD_LETTERED: True} if delivery.message.failed else {}
+                ended[MESSAGE_OUTCOME] = outcome.outcome
+                final_error = exception if outcome.final_error else None
+                if final_error is not None:
+                    ended[ERROR_TYPE] = _qualified_name(type(final_error))
+                if type(span) is LightSpan:
+                    span.set_known_attributes(ended)  # plain values: nothing for the SDK to clean
+                else:
+                    span.set_attributes(ended)
+                if final_error is not None:
+                    span.set_status(Status(StatusCode.ERROR, _status_description(final_error)))
         finally:
             span.end()
             otel_context.detach(state.token)

@@ -68,7 +68,11 @@ def build_broker(
 
     Nothing else depends on the order.
     """
-    tracing = tracing or OpenTelemetryMiddleware(record_arguments=settings.trace_arguments, sdk=sdk_config(settings))
+    tracing = tracing or OpenTelemetryMiddleware(
+        record_arguments=settings.trace_arguments,
+        sdk=sdk_config(settings),
+        light_spans=not settings.otel.sdk_span_metrics,
+    )
     metrics = metrics or PrometheusMetrics(exemplar_dir=settings.multiproc_dir)
     deliveries = DeliveryTracker(observers=[tracing, metrics, FailureLog()])
     middleware: list[Middleware] = [

@@ -106,12 +106,15 @@ class OtelSettings:
     :param traces_exporter: `OTEL_TRACES_EXPORTER`, split.
     :param protocol: the OTLP protocol (`http/protobuf` or `grpc`).
     :param endpoint: the OTLP endpoint, when set.
+    :param sdk_span_metrics: `OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED` as the SDK reads it (only
+      `true`): the SDK's own span metrics, which only spans it starts itself record.
     """
 
     sdk_disabled: bool
     traces_exporter: tuple[str, ...]
     protocol: str
     endpoint: str | None
+    sdk_span_metrics: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -342,4 +345,10 @@ def _otel_settings(env: Mapping[str, str]) -> OtelSettings:
                     "OTEL_RESOURCE_ATTRIBUTES",
                     f"expected key=value pairs separated by commas, got {pair.strip()!r}",
                 )
-    return OtelSettings(sdk_disabled=disabled, traces_exporter=exporters, protocol=protocol, endpoint=endpoint)
+    return OtelSettings(
+        sdk_disabled=disabled,
+        traces_exporter=exporters,
+        protocol=protocol,
+        endpoint=endpoint,
+        sdk_span_metrics=(env.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED") or "").strip().lower() == "true",
+    )
