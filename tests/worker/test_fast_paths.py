@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 from dramatiq import Middleware
@@ -245,6 +246,40 @@ def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_c
     assert queued <= 64  # one batch kept for when the collector is back, not the 1024 the queue allows
     # Every span is either queued, in the batch the exporter is holding, or counted as dropped.
     assert dropped._value.get() - before >= 1000 - 64 - 64
+    exporter.release.set()
+    provider.shutdown()
+
+
+class _CollectorNotAnswering(SpanExporter):
+    """Leaves every export waiting (a collector that accepted the connection and never answers)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans):
+        self.release.wait(10)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_an_export_unanswered_for_half_a_second_is_an_outage(monkeypatch):
+    exporter = _CollectorNotAnswering()
+    processor, provider = _small_queue_provider(monkeypatch, exporter)
+    tracer = provider.get_tracer("t")
+    for index in range(64):  # one full batch: the export that will never be answered starts
+        tracer.start_span(f"span {index}").end()
+    deadline = time.monotonic() + 5
+    while processor._exporter.export_started is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for index in range(300):  # within the first half second: kept, as for a collector that is slow
+        tracer.start_span(f"early {index}").end()
+    assert len(processor._span_queue) == 300
+    time.sleep(0.6)
+    for index in range(300):
+        tracer.start_span(f"late {index}").end()
+    assert len(processor._span_queue) == 300  # nothing more kept once the wait counts as an outage
     exporter.release.set()
     provider.shutdown()
 

@@ -53,6 +53,8 @@ logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK's own warnings,
 #: Attribute value types the SDK keeps as they are (anything else it cleans, converts or drops).
 _PLAIN = frozenset({str, bool, int, float})
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+#: A span's status until someone sets one (the SDK's default is the same immutable value).
+_UNSET = Status(StatusCode.UNSET)
 
 
 class _Pipeline:
@@ -198,15 +200,18 @@ class LightSpan(trace.Span, ReadableSpan):
         limits = pipeline.limits
         self._name, self._parent, self._kind, self._pipeline = name, parent, kind, pipeline
         self._context: SpanContext = context
-        plain = (
-            limits.max_span_attribute_length is None
-            and (limits.max_span_attributes is None or len(attributes) <= limits.max_span_attributes)
-            and all(type(value) in _PLAIN for value in attributes.values())
+        plain = limits.max_span_attribute_length is None and (
+            limits.max_span_attributes is None or len(attributes) <= limits.max_span_attributes
         )
+        if plain:
+            for value in attributes.values():
+                if type(value) not in _PLAIN:
+                    plain = False
+                    break
         self._attributes: dict[str, Any] | BoundedAttributes = dict(attributes) if plain else self._bounded(attributes)
         self._recorded_events: BoundedList[Event] | None = None
         self._links: Sequence[Link] = _bounded_links(links, limits) if links else ()
-        self._status = Status(StatusCode.UNSET)
+        self._status = _UNSET
         self._end_time: int | None = None
         self._lock = threading.Lock()
         self._start_time = time_ns()

@@ -141,7 +141,7 @@ def _span_attributes(span: ReadableSpan) -> bytes:
     # The SDK's BoundedAttributes keeps a plain dict; reading it directly skips two Python-level
     # mapping layers per attribute (a proxy and the BoundedAttributes methods).
     bounded = getattr(span, "_attributes", None)
-    attributes = getattr(bounded, "_dict", None)
+    attributes = bounded if type(bounded) is dict else getattr(bounded, "_dict", None)  # a light span's: a dict
     if not isinstance(attributes, dict):
         attributes = span.attributes
         if not attributes:

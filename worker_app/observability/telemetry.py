@@ -45,7 +45,10 @@ _SDK_DEFAULTS = {
 _STUCK_AFTER = 0.5
 #: While the collector is not answering (its last export failed, or the one in progress has waited
 #: this long), the queue keeps at most one export batch instead of its whole OTEL_BSP_MAX_QUEUE_SIZE.
-_DOWN_AFTER = 2.0
+#: The exporter reports a refused connection only after all its retries (about 10 s), so waiting is
+#: the first sign of an outage; 2 s let a busy worker queue 2,000+ spans first, whose memory the
+#: process kept for the rest of the outage (+2 MB RSS, docs/benchmarks.md).
+_DOWN_AFTER = 0.5
 #: The SDK logs a warning for every span it drops from a full queue (thousands a second when the
 #: collector is down); its logger is raised to ERROR and one line a minute says it instead.
 _QUEUE_FULL_LOG_INTERVAL = 60.0
