@@ -8,6 +8,8 @@ one saves is measured by `make bench` and written in docs/benchmarks.md, not her
   tested in `tests/worker/test_fast_paths.py`.
 - `traceparent`: the W3C `traceparent` read and written directly (`opentelemetry.propagate`
   `inject`/`extract` with the default propagators), tested in `tests/worker/test_fast_paths.py`.
+- `light_span`: our producer and consumer spans (`opentelemetry.sdk.trace.Tracer.start_span` and
+  the SDK's span), tested in `tests/worker/test_light_span.py`.
 - `otlp_encoding`: OTLP/protobuf span encoding (`opentelemetry.exporter.otlp.proto.common.
   trace_encoder.encode_spans`), tested in `tests/worker/test_otlp_encoding.py`.
 - `multiprocess_exposition`: incremental reads of the multiprocess metric files and cached

@@ -25,6 +25,8 @@ _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _default_textmap: dict[int, bool] = {}
+#: The flags nearly every carrier has (sampled or not), parsed once.
+_COMMON_FLAGS = {"01": TraceFlags(1), "00": TraceFlags(0)}
 
 
 def is_default_textmap() -> bool:
@@ -59,7 +61,10 @@ def parse_carrier(carrier: object) -> SpanContext | None:
     trace_id, span_id, flags = match.groups()
     if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
-    return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)))
+    trace_flags = _COMMON_FLAGS.get(flags)
+    if trace_flags is None:
+        trace_flags = TraceFlags(int(flags, 16))
+    return SpanContext(int(trace_id, 16), int(span_id, 16), True, trace_flags)
 
 
 def parse_traceparent(value: object) -> SpanContext | None:
