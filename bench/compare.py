@@ -59,10 +59,8 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> str:
         out += ["", "| where our worker's GIL samples went (py-spy) | before | after |", "|---|---|---|"]
         for item in new_profile["categories"]:
             previous = shares.get(item["category"])
-            out.append(
-                f"| {item['category']} | {_cell(None if previous is None else previous * 100, '.1f')}% "
-                f"| {item['share'] * 100:.1f}% |"
-            )
+            before_share = "-" if previous is None else f"{previous * 100:.1f}%"
+            out.append(f"| {item['category']} | {before_share} | {item['share'] * 100:.1f}% |")
     return "\n".join(out) + "\n"
 
 
