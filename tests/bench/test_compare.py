@@ -7,9 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.compare import compare
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compare(tmp_path: Path, before: dict, after: dict) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.compare` on two runs (bench/ is run from the checkout, as `make bench` does)."""
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, run in zip(paths, (before, after), strict=True):
+        path.write_text(json.dumps(run))
+    command = [sys.executable, "-m", "bench.compare", *map(str, paths)]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
 
 
 def _run(started: str, ours_ratio: float, ours_rss: float, send_ratio: float, tracing_share: float) -> dict:
@@ -36,8 +43,14 @@ def _run(started: str, ours_ratio: float, ours_rss: float, send_ratio: float, tr
     }
 
 
-def test_each_row_shows_the_value_before_and_after():
-    text = compare(_run("2026-11-27T07:35", 1.53, 14.8, 1.43, 0.185), _run("2026-11-30T23:35", 1.31, 13.9, 1.15, 0.072))
+def test_each_row_shows_the_value_before_and_after(tmp_path):
+    result = _compare(
+        tmp_path,
+        _run("2026-11-27T07:35", 1.53, 14.8, 1.43, 0.185),
+        _run("2026-11-30T23:35", 1.31, 13.9, 1.15, 0.072),
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
     assert "Before: the run of 2026-11-27 (test CPU); after: the run of 2026-11-30 (test CPU)." in text
     assert "| ours | prefilled, 1 | 1.530 | 1.310 | +14.8 | +13.9 |" in text
     assert "| ours | 1.430 | 1.150 |" in text
@@ -50,16 +63,7 @@ def test_a_configuration_new_in_the_later_run_has_no_before(tmp_path):
     after["summary"]["workers"].append(
         {"config": "ours-down", "mode": "prefilled", "processes": 1, "cpu_ratio": {"median": 1.2}}
     )
-    paths = [tmp_path / "before.json", tmp_path / "after.json"]
-    for path, run in zip(paths, (before, after), strict=True):
-        path.write_text(json.dumps(run))
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.compare", *map(str, paths)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _compare(tmp_path, before, after)
     assert result.returncode == 0, result.stderr
     assert "| ours-down | prefilled, 1 | - | 1.200 | - | - |" in result.stdout
 
