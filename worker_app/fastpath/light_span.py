@@ -132,19 +132,18 @@ class SpanStarter:
             # ParentBased(ALWAYS_ON) samples a root or a sampled parent's child as it is.
             trace_state = None if parent is None else parent.trace_state
             span_attributes: Mapping[str, Any] = attributes
-            flags = _SAMPLED
+            flags, recording = _SAMPLED, True
         else:
             result = pipeline.sampler.should_sample(context, trace_id, name, kind, attributes, links or ())
             trace_state, span_attributes = result.trace_state, result.attributes
             decision = result.decision
             flags = TraceFlags(TraceFlags.SAMPLED if decision.is_sampled() else TraceFlags.DEFAULT)  # type: ignore[no-untyped-call]
-            if not decision.is_recording():  # type: ignore[no-untyped-call]
-                flags = _with_random_flag(flags, parent, pipeline)
-                return NonRecordingSpan(
-                    SpanContext(trace_id, pipeline.ids.generate_span_id(), False, flags, trace_state)
-                )
-        flags = _with_random_flag(flags, parent, pipeline)
+            recording = decision.is_recording()  # type: ignore[no-untyped-call]
+        if pipeline.ids.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id:
+            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
         span_context = SpanContext(trace_id, pipeline.ids.generate_span_id(), False, flags, trace_state)
+        if not recording:
+            return NonRecordingSpan(span_context)
         span = LightSpan(
             name=name,
             context=span_context,
@@ -171,11 +170,6 @@ class SpanStarter:
                 scope = InstrumentationScope(name, version, schema_url, None)
                 self._pipeline = _Pipeline(tracer, scope, limits)
         return self._pipeline
-
-
-def _with_random_flag(flags: TraceFlags, parent: SpanContext | None, pipeline: _Pipeline) -> TraceFlags:
-    random = pipeline.ids.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
-    return TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID) if random else flags
 
 
 class LightSpan(trace.Span, ReadableSpan):
@@ -308,10 +302,8 @@ class LightSpan(trace.Span, ReadableSpan):
             self._recorded_events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if not (context and (context.is_valid or (attributes or context.trace_state))):
-            return
-        link = _bounded_links([Link(context, attributes)], self._pipeline.limits)
-        if self._if_recording("_add_link"):
+        link = _bounded_links([Link(context, attributes)], self._pipeline.limits)  # empty when not valid
+        if link and self._if_recording("_add_link"):
             with self._lock:
                 if not isinstance(self._links, BoundedList):
                     self._links = BoundedList.from_seq(self._pipeline.limits.max_links, self._links)
