@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
@@ -71,6 +72,11 @@ def _spans():
     ok.set_status(Status(StatusCode.OK))
     ok.end()
     other.get_tracer("x").start_span("", kind=SpanKind.SERVER).end()
+    # Limits that drop everything: only the dropped counts are left to encode.
+    limited = TracerProvider(span_limits=SpanLimits(max_span_attributes=0, max_events=0, max_links=0))
+    limited.add_span_processor(SimpleSpanProcessor(exporter))
+    with limited.get_tracer("limited").start_as_current_span("all dropped", attributes={"a": 1}, links=[Link(remote)]):
+        trace.get_current_span().add_event("gone")
     return exporter.get_finished_spans()
 
 
@@ -92,3 +98,38 @@ def test_values_the_sdk_skips_fall_back_to_the_sdk_encoder():
     span.end()
     spans = exporter.get_finished_spans()
     assert _decoded(encode_spans_to_bytes(spans)) == _decoded(encode_spans(spans).SerializePartialToString())
+
+
+def test_a_readable_span_subclass_is_read_through_its_public_interface():
+    # The SDK's own ReadableSpan is read field by field; anything else may compute its properties.
+    class Renamed(ReadableSpan):
+        @property
+        def name(self) -> str:
+            return "renamed " + self._name
+
+        @property
+        def attributes(self):
+            return {"computed": True, **(self._attributes or {})}
+
+    spans = [
+        Renamed(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=span.attributes,
+            events=span.events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        for span in _spans()
+    ]
+    decoded = _decoded(encode_spans_to_bytes(spans))
+    assert decoded == _decoded(encode_spans(spans).SerializePartialToString())
+    names = [span.name for group in decoded.resource_spans for scope in group.scope_spans for span in scope.spans]
+    assert names
+    assert all(name.startswith("renamed ") for name in names)

@@ -28,7 +28,7 @@ from opentelemetry.exporter.otlp.proto.common._internal import (
 )
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 _KIND = {
     SpanKind.INTERNAL: b"\x30\x01",
@@ -37,6 +37,8 @@ _KIND = {
     SpanKind.PRODUCER: b"\x30\x04",
     SpanKind.CONSUMER: b"\x30\x05",
 }
+#: By the members' identity: a SpanKind hashes in Python (enum.__hash__), once per span.
+_KIND_BY_ID = {id(kind): encoded for kind, encoded in _KIND.items()}
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 # Span.flags (field 16, fixed32): SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, plus IS_REMOTE for a remote parent.
@@ -133,29 +135,23 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
 #: Span attributes (field 9) already encoded, per key and value; a key that shows more distinct values
 #: than this (a message id) is not cached any more (None).
 _SPAN_ATTRIBUTE_VALUES = 64
-_span_attribute_cache: dict[str, dict[tuple[type, Any], bytes] | None] = {}
-_CACHEABLE = (str, bool, int, float)
+#: key -> {value: (value's class, encoded attribute)}; the class tells 1 from True apart.
+_span_attribute_cache: dict[str, dict[Any, tuple[type, bytes]] | None] = {}
+# Not float: -0.0 == 0.0 (and NaN != NaN) would make a cache lookup find the wrong bytes or none.
+_CACHEABLE = frozenset((str, bool, int))
 
 
-def _span_attributes(span: ReadableSpan) -> bytes:
-    # The SDK's BoundedAttributes keeps a plain dict; reading it directly skips two Python-level
-    # mapping layers per attribute (a proxy and the BoundedAttributes methods).
-    bounded = getattr(span, "_attributes", None)
-    attributes = bounded if type(bounded) is dict else getattr(bounded, "_dict", None)  # a light span's: a dict
-    if not isinstance(attributes, dict):
-        attributes = span.attributes
-        if not attributes:
-            return b""
+def _span_attributes(attributes: Mapping[str, Any]) -> bytes:
     out = []
     for key, value in attributes.items():
+        cls = value.__class__
         values = _span_attribute_cache.get(key, _NOT_SEEN)
-        if values is not None and values is not _NOT_SEEN and value.__class__ in _CACHEABLE:
-            cached = values.get((value.__class__, value))
-            if cached is not None:
-                out.append(cached)
+        if values is not None and cls in _CACHEABLE:
+            hit = values.get(value)
+            if hit is not None and hit[0] is cls:
+                out.append(hit[1])
                 continue
-        encoded = _field(b"\x4a", _key(key) + _field(b"\x12", _any_value(value)))
-        if values is not None and value.__class__ in _CACHEABLE:
+            encoded = _field(b"\x4a", _key(key) + _field(b"\x12", _any_value(value)))
             if values is _NOT_SEEN:
                 if len(_span_attribute_cache) >= _CACHE_LIMIT:
                     out.append(encoded)
@@ -163,79 +159,112 @@ def _span_attributes(span: ReadableSpan) -> bytes:
                 values = _span_attribute_cache[key] = {}
             if len(values) >= _SPAN_ATTRIBUTE_VALUES:
                 _span_attribute_cache[key] = None
-            else:
-                values[(value.__class__, value)] = encoded
-        out.append(encoded)
+            elif hit is None:
+                values[value] = (cls, encoded)
+            out.append(encoded)
+        else:
+            out.append(_field(b"\x4a", _key(key) + _field(b"\x12", _any_value(value))))
     return b"".join(out)
 
 
 _NOT_SEEN: Any = {}
+_ID_PAIR = struct.Struct(">2sQQ2sQ").pack  # Span.trace_id (field 1) and span_id (field 2)
+_PARENT_ID = struct.Struct(">2sQ").pack  # Span.parent_span_id (field 4)
+_TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (field 7) and end_time_unix_nano (field 8)
+_LOW64 = 2**64 - 1
+_UNSET = StatusCode.UNSET
+_name_cache: dict[str, bytes] = {}
 
 
-def _recorded(span: ReadableSpan, private: str, public: str) -> Any:
-    """A finished span's events or links, without the copy (and lock) of the public property."""
-    items = getattr(getattr(span, private, None), "_dq", None)
-    return items if items is not None else getattr(span, public)
+def _name(name: str) -> bytes:
+    """Span.name (field 5), cached: a process's spans have few names."""
+    encoded = _name_cache.get(name)
+    if encoded is None:
+        encoded = _field(b"\x2a", _text(name)) if name else b""
+        if len(_name_cache) < _CACHE_LIMIT:
+            _name_cache[name] = encoded
+    return encoded
 
 
-def _span(span: ReadableSpan) -> bytes:  # noqa: PLR0912 - one branch per optional protobuf field
-    context: Any = span.get_span_context()
-    parts = [
-        b"\x0a\x10",
-        context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        context.span_id.to_bytes(8, "big"),
-    ]
+def _span(span: ReadableSpan) -> bytes:
+    """ScopeSpans.spans (field 2) holding one span."""
+    if span.__class__ is not ReadableSpan:  # a subclass may compute any field: the SDK's encoder reads those
+        raise _Unsupported
+    # What the SDK (and a light span) hands to processors: read its fields, not its properties.
+    context: Any = span._context
+    parent: Any = span._parent
+    attributes: Any = span._attributes
+    events: Any = span._events
+    links: Any = span._links
+    start, end = span._start_time, span._end_time
+    trace_id = context.trace_id
+    parts = [_ID_PAIR(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", context.span_id)]
     trace_state = context.trace_state
     if trace_state:
         parts.append(_field(b"\x1a", _text(",".join([f"{key}={value}" for key, value in trace_state.items()]))))
-    parent = span.parent
     if parent:
-        parts.append(b"\x22\x08")
-        parts.append(parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_field(b"\x2a", _text(span.name)))
-    parts.append(_KIND[span.kind])
-    if span.start_time:
-        parts.append(b"\x39" + _FIXED64(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _FIXED64(span.end_time))
-    parts.append(_span_attributes(span))
-    if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
-    for event in _recorded(span, "_events", "events"):
-        payload = b"\x09" + _FIXED64(event.timestamp) if event.timestamp else b""
-        if event.name:
-            payload += _field(b"\x12", _text(event.name))
-        payload += _attributes(b"\x1a", event.attributes)
-        if event.dropped_attributes:
-            payload += b"\x20" + _varint(event.dropped_attributes)
-        parts.append(_field(b"\x5a", payload))
-    if span.dropped_events:
-        parts.append(b"\x60" + _varint(span.dropped_events))
-    for link in _recorded(span, "_links", "links"):
-        linked = link.context
-        payload = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
-        payload += _attributes(b"\x22", link.attributes)
-        if link.dropped_attributes:
-            payload += b"\x28" + _varint(link.dropped_attributes)
-        payload += _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL
-        parts.append(_field(b"\x6a", payload))
-    if span.dropped_links:
-        parts.append(b"\x70" + _varint(span.dropped_links))
-    status = span.status
-    if status is not None:
-        code = status.status_code.value
-        description = status.description
-        if code or description:
-            payload = _field(b"\x12", _text(description)) if description else b""
-            if code:
-                payload += b"\x18" + _varint(code)
-            parts.append(_field(b"\x7a", payload))
-        else:
-            parts.append(_EMPTY_STATUS)
+        parts.append(_PARENT_ID(b"\x22\x08", parent.span_id))
+    parts.append(_name(span._name))
+    kind = _KIND_BY_ID.get(id(span._kind))
+    if kind is None:
+        raise _Unsupported
+    parts.append(kind)
+    if start and end:
+        parts.append(_TIMES(0x39, start, 0x41, end))
+    else:
+        parts.append((b"\x39" + _FIXED64(start) if start else b"") + (b"\x41" + _FIXED64(end) if end else b""))
+    if attributes:
+        # The SDK's BoundedAttributes keeps a plain dict: reading it skips a Python-level mapping layer.
+        parts.append(_span_attributes(attributes if attributes.__class__ is dict else attributes._dict))
+    if getattr(attributes, "dropped", 0):
+        parts.append(b"\x50" + _varint(attributes.dropped))
+    if events or getattr(events, "dropped", 0):
+        parts.extend([_event(event) for event in events])
+        if getattr(events, "dropped", 0):
+            parts.append(b"\x60" + _varint(events.dropped))
+    if links or getattr(links, "dropped", 0):
+        parts.extend([_link(link) for link in links])
+        if getattr(links, "dropped", 0):
+            parts.append(b"\x70" + _varint(links.dropped))
+    parts.append(_status(span._status))
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
-    return _field(b"\x12", b"".join(parts))  # ScopeSpans.spans (field 2)
+    return _field(b"\x12", b"".join(parts))
+
+
+def _status(status: Any) -> bytes:
+    """Span.status (field 15)."""
+    if status is None:
+        return b""
+    code = status.status_code
+    description = status.description
+    if code is _UNSET and not description:
+        return _EMPTY_STATUS
+    payload = _field(b"\x12", _text(description)) if description else b""
+    if code.value:
+        payload += b"\x18" + _varint(code.value)
+    return _field(b"\x7a", payload)
+
+
+def _event(event: Any) -> bytes:
+    """Span.events (field 11)."""
+    payload = b"\x09" + _FIXED64(event.timestamp) if event.timestamp else b""
+    if event.name:
+        payload += _field(b"\x12", _text(event.name))
+    payload += _attributes(b"\x1a", event.attributes)
+    if event.dropped_attributes:
+        payload += b"\x20" + _varint(event.dropped_attributes)
+    return _field(b"\x5a", payload)
+
+
+def _link(link: Any) -> bytes:
+    """Span.links (field 13)."""
+    linked = link.context
+    payload = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
+    payload += _attributes(b"\x22", link.attributes)
+    if link.dropped_attributes:
+        payload += b"\x28" + _varint(link.dropped_attributes)
+    payload += _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL
+    return _field(b"\x6a", payload)
 
 
 # Resources and scopes are shared by every span of a provider and a tracer: encode each once.
@@ -273,13 +302,15 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
     # Group by resource and scope as the SDK does (equal resources together), hashing each distinct
     # object once: Resource.__hash__ serialises all its attributes to JSON.
     by_identity: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
+    last_resource = last_scope = current = None
     for span in spans:
-        resource = span.resource
-        scope = span.instrumentation_scope or None
-        group = by_identity.get((id(resource), id(scope)))
-        if group is None:
-            group = by_identity[(id(resource), id(scope))] = (resource, scope, [])
-        group[2].append(_span(span))
+        resource, scope = span.resource, span.instrumentation_scope or None
+        if resource is not last_resource or scope is not last_scope or current is None:
+            group = by_identity.get((id(resource), id(scope)))
+            if group is None:
+                group = by_identity[(id(resource), id(scope))] = (resource, scope, [])
+            last_resource, last_scope, current = resource, scope, group[2]
+        current.append(_span(span))
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
     for resource, scope, encoded in by_identity.values():
         by_scope = grouped.setdefault(resource, {})
