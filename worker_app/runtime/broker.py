@@ -25,6 +25,7 @@ from ..observability.failure_log import FailureLog
 from ..observability.metrics import PrometheusMetrics
 from ..observability.telemetry import SdkConfig
 from ..observability.tracing import OpenTelemetryMiddleware
+from .boot_heap import FreezeBootHeap
 from .health import ProcessHeartbeat
 from .job_arguments import ArgumentCheck
 from .redis_delivery import LosslessRedisBroker
@@ -83,6 +84,7 @@ def build_broker(
         ProcessHeartbeat(directory=settings.multiproc_dir),
         ArgumentCheck(),
         *(middleware_class() for middleware_class in default_middleware),
+        FreezeBootHeap(),  # its before_worker_boot last: after every other middleware's
     ]
     result_ttl = int(settings.result_ttl * 1000)
     if settings.broker == "stub":
