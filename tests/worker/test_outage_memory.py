@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -73,12 +74,32 @@ def test_a_refused_export_leaves_no_cycles_holding_the_batch(refused_url, monkey
 def test_collections_after_failed_exports_are_spaced(refused_url, monkeypatch):
     collections: list[int] = []
     monkeypatch.setattr(telemetry, "_exporters", [])
-    monkeypatch.setattr(telemetry.gc, "collect", lambda *args: collections.append(1) or 0)
+    monkeypatch.setattr(telemetry, "gc", SimpleNamespace(collect=lambda: collections.append(1) or 0))
     exporter = telemetry._CountingExporter(OTLPSpanExporter(endpoint=refused_url, timeout=0.2))
     spans = _spans(1)
     for _ in range(3):  # a collector refusing every export, back to back
         assert exporter.export(spans) is SpanExportResult.FAILURE
     assert len(collections) == 1  # at most one per _COLLECT_INTERVAL
+
+
+def test_a_slow_collection_spaces_the_next_ones_by_a_hundred_times_its_duration(monkeypatch):
+    # A process whose heap is not frozen (the API) may take 250 ms to walk it: at most 1% of its time.
+    clock = [1000.0]
+    collections: list[float] = []
+
+    def collect() -> int:
+        collections.append(clock[0])
+        clock[0] += 0.25
+        return 0
+
+    monkeypatch.setattr(telemetry, "_exporters", [])
+    monkeypatch.setattr(telemetry, "gc", SimpleNamespace(collect=collect))
+    monkeypatch.setattr(telemetry, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    exporter = telemetry._CountingExporter(InMemorySpanExporter())
+    for now in (1000.0, 1010.0, 1024.9, 1025.0, 1040.0, 1050.0):
+        clock[0] = now
+        exporter._collect_garbage()
+    assert collections == [1000.0, 1025.0, 1050.0]
 
 
 class TestFreezeBootHeap:

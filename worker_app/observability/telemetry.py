@@ -55,12 +55,16 @@ _DOWN_AFTER = 0.5
 _QUEUE_FULL_LOG_INTERVAL = 60.0
 _SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 _WATCH_INTERVAL = 0.1
-#: After an export the collector did not take, the cyclic garbage is collected (at most this often):
-#: every failed HTTP attempt leaves a reference cycle (requests' and urllib3's exception chains and
-#: their frames) holding the request and its encoded batch, which only a full collection frees. Left
-#: to the automatic collector, an outage grew a worker's RSS by 4 MB per 100,000 messages
-#: (docs/benchmarks.md). With the boot heap frozen (`runtime.boot_heap`) a collection takes 2-3 ms.
+#: After an export the collector did not take, the cyclic garbage is collected: every failed HTTP
+#: attempt leaves a reference cycle (requests' and urllib3's exception chains and their frames) holding
+#: the request and its encoded batch, which only a full collection frees. Left to the automatic
+#: collector, an outage grew a worker's RSS by 4 MB per 100,000 messages (docs/benchmarks.md).
+#: Collections are at least this many seconds apart...
 _COLLECT_INTERVAL = 5.0
+#: ...and at least this many times their own duration: a full collection holds the GIL while it walks
+#: the heap, 2-3 ms in a worker (its boot heap is frozen, `runtime.boot_heap`) but ~150 ms in a
+#: process with a large unfrozen heap (the API), which then collects every 15 s at most (1% of its time).
+_COLLECT_COST_FACTOR = 100
 
 # registry=None: worker processes export through prometheus_client's multiprocess files, which the
 # metrics server aggregates whatever registry a metric was created in.
@@ -86,7 +90,7 @@ class _CountingExporter(SpanExporter):
         #: time.monotonic() when the export in progress began, None between exports
         self.export_started: float | None = None
         self._shut_down = False
-        self._collected = -_COLLECT_INTERVAL
+        self._next_collection = 0.0
         _exporters.append(self)
 
     def down(self, now: float) -> bool:
@@ -118,10 +122,11 @@ class _CountingExporter(SpanExporter):
         return result
 
     def _collect_garbage(self) -> None:
-        now = time.monotonic()
-        if now - self._collected >= _COLLECT_INTERVAL:
-            self._collected = now
+        started = time.monotonic()
+        if started >= self._next_collection:
             gc.collect()
+            took = time.monotonic() - started
+            self._next_collection = started + max(_COLLECT_INTERVAL, took * _COLLECT_COST_FACTOR)
 
     @property
     def shut_down(self) -> bool:
