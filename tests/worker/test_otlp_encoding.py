@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -133,3 +135,24 @@ def test_a_readable_span_subclass_is_read_through_its_public_interface():
     names = [span.name for group in decoded.resource_spans for scope in group.scope_spans for span in scope.spans]
     assert names
     assert all(name.startswith("renamed ") for name in names)
+
+
+def test_a_readable_span_built_by_hand_with_any_mapping_and_sequences():
+    # The SDK hands processors BoundedAttributes and BoundedLists; a ReadableSpan built by other code
+    # (a processor that copies spans, a test) may hold a read-only mapping and plain tuples.
+    source = next(span for span in _spans() if span.name == "process clone-queue")
+    span = ReadableSpan(
+        name=source.name,
+        context=source.context,
+        parent=source.parent,
+        resource=source.resource,
+        attributes=MappingProxyType(dict(source.attributes)),
+        events=tuple(source.events),
+        links=list(source.links),
+        kind=source.kind,
+        status=source.status,
+        start_time=source.start_time,
+        end_time=source.end_time,
+        instrumentation_scope=source.instrumentation_scope,
+    )
+    assert _decoded(encode_spans_to_bytes([span])) == _decoded(encode_spans([span]).SerializePartialToString())

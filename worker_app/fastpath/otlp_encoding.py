@@ -215,7 +215,10 @@ def _span(span: ReadableSpan) -> bytes:
         parts.append((b"\x39" + _FIXED64(start) if start else b"") + (b"\x41" + _FIXED64(end) if end else b""))
     if attributes:
         # The SDK's BoundedAttributes keeps a plain dict: reading it skips a Python-level mapping layer.
-        parts.append(_span_attributes(attributes if attributes.__class__ is dict else attributes._dict))
+        # (A ReadableSpan built by hand may hold any mapping: read that one as it is.)
+        parts.append(
+            _span_attributes(attributes if attributes.__class__ is dict else getattr(attributes, "_dict", attributes))
+        )
     if getattr(attributes, "dropped", 0):
         parts.append(b"\x50" + _varint(attributes.dropped))
     if events or getattr(events, "dropped", 0):
