@@ -221,14 +221,14 @@ def _span(span: ReadableSpan) -> bytes:
         )
     if getattr(attributes, "dropped", 0):
         parts.append(b"\x50" + _varint(attributes.dropped))
-    if events or getattr(events, "dropped", 0):
+    if events:  # (iterating the SDK's BoundedList copies it under a lock: only when there is something)
         parts.extend([_event(event) for event in events])
-        if getattr(events, "dropped", 0):
-            parts.append(b"\x60" + _varint(events.dropped))
-    if links or getattr(links, "dropped", 0):
+    if getattr(events, "dropped", 0):
+        parts.append(b"\x60" + _varint(events.dropped))
+    if links:
         parts.extend([_link(link) for link in links])
-        if getattr(links, "dropped", 0):
-            parts.append(b"\x70" + _varint(links.dropped))
+    if getattr(links, "dropped", 0):
+        parts.append(b"\x70" + _varint(links.dropped))
     parts.append(_status(span._status))
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return _field(b"\x12", b"".join(parts))
