@@ -91,19 +91,21 @@ def _row(summary: dict[str, Any], config: str, mode: str, processes: int) -> dic
     return None
 
 
+def _goal(goal: str, measured: str, met: bool) -> dict[str, Any]:
+    """One row of the report's goals table."""
+    return {"goal": goal, "measured": measured, "met": met}
+
+
 def _goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
     goals: list[dict[str, Any]] = []
     groups = sorted({(row["mode"], row["processes"]) for row in summary["workers"]})
     for mode, processes in groups:
+        where = f"({mode}, {processes} proc)"
         ours = _row(summary, "ours", mode, processes)
         if ours and "cpu_ratio" in ours:
             ratio = ours["cpu_ratio"]["median"]
             goals.append(
-                {
-                    "goal": f"worker CPU/msg, ours <= {CPU_GOAL} x bare ({mode}, {processes} proc)",
-                    "measured": f"{ratio:.3f} x",
-                    "met": ratio <= CPU_GOAL,
-                }
+                _goal(f"worker CPU/msg, ours <= {CPU_GOAL} x bare {where}", f"{ratio:.3f} x", ratio <= CPU_GOAL)
             )
             alternatives = [
                 (row["cpu_ratio"]["median"], name)
@@ -113,78 +115,72 @@ def _goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, A
             if alternatives:
                 cheapest, name = min(alternatives)
                 goals.append(
-                    {
-                        "goal": f"worker CPU/msg, ours below the cheapest tracing alternative ({mode}, {processes} proc)",
-                        "measured": f"{ratio:.3f} x vs {cheapest:.3f} x ({name})",
-                        "met": ratio < cheapest,
-                    }
+                    _goal(
+                        f"worker CPU/msg, ours below the cheapest tracing alternative {where}",
+                        f"{ratio:.3f} x vs {cheapest:.3f} x ({name})",
+                        ratio < cheapest,
+                    )
                 )
         down = _row(summary, "ours-down", mode, processes)
         if ours and down:
             ratio = down["cpu_us_per_msg"]["median"] / ours["cpu_us_per_msg"]["median"]
-            goals.append(
-                {
-                    "goal": f"collector down: CPU/msg no more than up ({mode}, {processes} proc)",
-                    "measured": f"{ratio:.3f} x up",
-                    # CPU per message repeats within about 3% here; more than that is a real cost.
-                    "met": ratio <= 1.03,
-                }
-            )
+            # CPU per message repeats within about 3% here; more than that is a real cost.
+            goals.append(_goal(f"collector down: CPU/msg no more than up {where}", f"{ratio:.3f} x up", ratio <= 1.03))
         for config, label in ((ours, "collector up"), (down, "collector down")):
             if config and "rss_delta_mb" in config:
                 delta = config["rss_delta_mb"]["median"]
                 goals.append(
-                    {
-                        "goal": f"RSS per worker process <= bare + {RSS_GOAL_MB:.0f} MB, {label} ({mode}, {processes} proc)",
-                        "measured": f"+{delta:.1f} MB",
-                        "met": delta <= RSS_GOAL_MB,
-                    }
+                    _goal(
+                        f"RSS per worker process <= bare + {RSS_GOAL_MB:.0f} MB, {label} {where}",
+                        f"+{delta:.1f} MB",
+                        delta <= RSS_GOAL_MB,
+                    )
                 )
     for row in summary["enqueue"]:
         if row["config"] in ("ours", "ours-down") and "wall_ratio" in row:
             ratio = row["wall_ratio"]["median"]
             goals.append(
-                {
-                    "goal": f"enqueue per send() with producer tracing <= {ENQUEUE_GOAL} x bare ({row['config']})",
-                    "measured": f"{ratio:.3f} x",
-                    "met": ratio <= ENQUEUE_GOAL,
-                }
+                _goal(
+                    f"enqueue per send() with producer tracing <= {ENQUEUE_GOAL} x bare ({row['config']})",
+                    f"{ratio:.3f} x",
+                    ratio <= ENQUEUE_GOAL,
+                )
             )
     scrape = results.get("scrape")
     if scrape:
         goals.append(
-            {
-                "goal": f"/metrics scrape, {scrape['queues']} queues x {scrape['actors']} actors < {SCRAPE_GOAL_MS:.0f} ms",
-                "measured": f"{scrape['text_ms_median']:.1f} ms text, {scrape['openmetrics_ms_median']:.1f} ms OpenMetrics (median)",
-                "met": max(scrape["text_ms_median"], scrape["openmetrics_ms_median"]) < SCRAPE_GOAL_MS,
-            }
+            _goal(
+                f"/metrics scrape, {scrape['queues']} queues x {scrape['actors']} actors < {SCRAPE_GOAL_MS:.0f} ms",
+                f"{scrape['text_ms_median']:.1f} ms text, {scrape['openmetrics_ms_median']:.1f} ms OpenMetrics (median)",
+                max(scrape["text_ms_median"], scrape["openmetrics_ms_median"]) < SCRAPE_GOAL_MS,
+            )
         )
         goals.append(
-            {
-                "goal": "/metrics scrape: one Redis round trip",
-                "measured": f"{scrape['redis_round_trips_per_scrape']} round trip(s), "
+            _goal(
+                "/metrics scrape: one Redis round trip",
+                f"{scrape['redis_round_trips_per_scrape']} round trip(s), "
                 f"{sum(scrape['redis_commands_per_scrape'].values())} commands",
-                "met": scrape["redis_round_trips_per_scrape"] == 1,
-            }
+                scrape["redis_round_trips_per_scrape"] == 1,
+            )
         )
     for run in results.get("shutdown", []):
         if run["collector"] == "down":
             dropped = sum(run["spans_dropped_scraped_before_stop"].values())
             goals.append(
-                {
-                    "goal": f"collector down: python -m worker_app shutdown <= {SHUTDOWN_GOAL_S:.0f} s",
-                    "measured": f"{run['shutdown_s']:.2f} s (exit {run['exit_status']})",
-                    "met": run["shutdown_s"] <= SHUTDOWN_GOAL_S and run["exit_status"] == 0,
-                }
+                _goal(
+                    f"collector down: python -m worker_app shutdown <= {SHUTDOWN_GOAL_S:.0f} s",
+                    f"{run['shutdown_s']:.2f} s (exit {run['exit_status']})",
+                    run["shutdown_s"] <= SHUTDOWN_GOAL_S and run["exit_status"] == 0,
+                )
             )
             after = run.get("dropped_counted_after_drain_s")
             goals.append(
-                {
-                    "goal": "collector down: dropped spans counted in worker_telemetry_spans_dropped_total",
-                    "measured": f"{dropped:.0f} on /metrics"
+                _goal(
+                    "collector down: dropped spans counted in worker_telemetry_spans_dropped_total",
+                    f"{dropped:.0f} on /metrics"
                     + (f", {after:.1f} s after the last job" if after is not None else ", none within 15 s"),
-                    "met": dropped > 0,
-                }
+                    dropped > 0,
+                )
             )
     soak = results.get("soak")
     if soak and soak.get("rss_series") and soak["config"] == "ours-down":
@@ -192,11 +188,11 @@ def _goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, A
         half = series[len(series) // 2][2]
         end = series[-1][2]
         goals.append(
-            {
-                "goal": f"collector down: RSS flat over {soak['messages']:,} messages (second half <= +{SOAK_GROWTH_GOAL_MB:.0f} MB)",
-                "measured": f"RSS {half:.1f} MB half way, {end:.1f} MB at the end (+{end - half:.1f} MB)",
-                "met": end - half <= SOAK_GROWTH_GOAL_MB,
-            }
+            _goal(
+                f"collector down: RSS flat over {soak['messages']:,} messages (second half <= +{SOAK_GROWTH_GOAL_MB:.0f} MB)",
+                f"RSS {half:.1f} MB half way, {end:.1f} MB at the end (+{end - half:.1f} MB)",
+                end - half <= SOAK_GROWTH_GOAL_MB,
+            )
         )
     return goals
 
