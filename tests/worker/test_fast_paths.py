@@ -250,6 +250,27 @@ def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_c
     provider.shutdown()
 
 
+def test_while_the_collector_is_down_a_default_queue_keeps_64_spans_not_a_whole_batch(monkeypatch):
+    """With the SDK's default batch (512 spans), an outage keeps 64 spans: a full batch held 0.3-0.4 MB
+    more in every worker process for the whole outage (docs/benchmarks.md)."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # exports only on a full batch or a flush
+    exporter = _CollectorGoingDown()
+    processor = CountingBatchSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    dropped = SPANS_DROPPED.labels("queue_full")
+    tracer.start_span("first").end()
+    processor.force_flush(5000)  # refused: the collector is now known to be down
+    before = dropped._value.get()
+    for index in range(1000):
+        tracer.start_span(f"span {index}").end()
+    assert len(processor._span_queue) == 64
+    assert dropped._value.get() - before == 1000 - 64
+    exporter.release.set()
+    provider.shutdown()
+
+
 class _CollectorNotAnswering(SpanExporter):
     """Leaves every export waiting (a collector that accepted the connection and never answers)."""
 

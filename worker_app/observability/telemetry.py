@@ -45,13 +45,18 @@ _SDK_DEFAULTS = {
 #: answers in milliseconds; the exporter is retrying with back-off): abort it instead of waiting.
 _STUCK_AFTER = 0.5
 #: While the collector is not answering (its last export failed, or the one in progress has waited
-#: this long), the queue keeps at most one export batch instead of its whole OTEL_BSP_MAX_QUEUE_SIZE.
+#: this long), the queue keeps at most `_OUTAGE_QUEUE_SIZE` spans instead of its whole OTEL_BSP_MAX_QUEUE_SIZE.
 #: The exporter reports a refused connection only after all its retries (about 10 s), so waiting is
 #: the first sign of an outage; 2 s let a busy worker queue 2,000+ spans first, whose memory the
 #: process kept for the rest of the outage (+2 MB RSS, docs/benchmarks.md).
 _DOWN_AFTER = 0.5
 #: The SDK logs a warning for every span it drops from a full queue (thousands a second when the
 #: collector is down); its logger is raised to ERROR and one line a minute says it instead.
+#: Spans kept for when the collector is back, beyond the batch the exporter is retrying (or one
+#: export batch, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, if smaller). A full 512-span batch kept 0.3-0.4 MB
+#: more RSS in every worker process for the whole outage (docs/benchmarks.md), to save spans from the
+#: last instant of an outage that lasted seconds at least.
+_OUTAGE_QUEUE_SIZE = 64
 _QUEUE_FULL_LOG_INTERVAL = 60.0
 _SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 _WATCH_INTERVAL = 0.1
@@ -72,7 +77,7 @@ SPANS_DROPPED = Counter(
     "worker_telemetry_spans_dropped",
     "Spans that never reached the collector, by reason (export_failed: the collector refused or was "
     "unreachable; queue_full: spans ended faster than they could be exported, or while the collector "
-    "was not answering beyond one export batch).",
+    "was not answering beyond a reserve of 64 spans).",
     ["reason"],
     registry=None,
 )
@@ -145,7 +150,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, with every lost span counted in `worker_telemetry_spans_dropped`.
 
     Spans the collector refused or never received count as `export_failed`; spans dropped from a
-    full queue (or beyond one export batch while the collector is not answering) as `queue_full`.
+    full queue (or beyond a reserve of `_OUTAGE_QUEUE_SIZE` spans while the collector is not answering)
+    as `queue_full`.
 
     :param exporter: the exporter to send batches with. Positional: the SDK's configurator
       constructs its `export_span_processor` with the exporter as the only argument.
@@ -165,7 +171,9 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         batch = getattr(self, "_batch_processor", None)
         self._span_queue = getattr(batch, "_queue", None)
         self._span_queue_size = getattr(batch, "_max_queue_size", 2048)
-        self._outage_queue_size = min(getattr(batch, "_max_export_batch_size", 512), self._span_queue_size)
+        self._outage_queue_size = min(
+            _OUTAGE_QUEUE_SIZE, getattr(batch, "_max_export_batch_size", 512), self._span_queue_size
+        )
         self._queue_full_logged = -_QUEUE_FULL_LOG_INTERVAL
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -175,7 +183,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
                 # The SDK drops the oldest span of a full queue and only logs it; count it here.
                 self._count_dropped()
             elif self._exporter.down(time.monotonic()):
-                # The collector is not answering: keep one batch for when it is back and drop the
+                # The collector is not answering: keep a small reserve for when it is back and drop the
                 # rest now. Holding the whole queue (2048 spans by default) costs memory in every
                 # process during an outage and saves nothing that outlasts it (docs/benchmarks.md).
                 self._count_dropped()

@@ -393,7 +393,7 @@ def _queues_and_workers() -> list[timeseries.Panel]:
         _timeseries(
             "Spans dropped",
             "Spans that never reached the OpenTelemetry collector, per second (`export_failed`: collector down or "
-            "refusing; `queue_full`: spans ended faster than they could be exported, or beyond one batch while the collector "
+            "refusing; `queue_full`: spans ended faster than they could be exported, or beyond a 64-span reserve while the collector "
             "was not answering).",
             "ops",
         ).with_target(
