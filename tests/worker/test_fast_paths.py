@@ -251,8 +251,8 @@ def test_while_the_collector_is_down_the_queue_holds_one_batch_and_the_rest_is_c
 
 
 def test_while_the_collector_is_down_a_default_queue_keeps_64_spans_not_a_whole_batch(monkeypatch):
-    """With the SDK's default batch (512 spans), an outage keeps 64 spans: a full batch held 0.3-0.4 MB
-    more in every worker process for the whole outage (docs/benchmarks.md)."""
+    """With the SDK's default batch (512 spans), an outage keeps 64 spans: keeping a whole batch cost
+    every worker process up to 1.1 MB of RSS for the outage (docs/benchmarks.md)."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # exports only on a full batch or a flush
     exporter = _CollectorGoingDown()
     processor = CountingBatchSpanProcessor(exporter)

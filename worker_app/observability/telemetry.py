@@ -50,13 +50,13 @@ _STUCK_AFTER = 0.5
 #: the first sign of an outage; 2 s let a busy worker queue 2,000+ spans first, whose memory the
 #: process kept for the rest of the outage (+2 MB RSS, docs/benchmarks.md).
 _DOWN_AFTER = 0.5
+#: Spans kept for when the collector is back, besides the batch the exporter is retrying (at most one
+#: export batch, OTEL_BSP_MAX_EXPORT_BATCH_SIZE). Keeping a whole 512-span batch made an outage cost a
+#: worker process 0.8-1.1 MB of RSS over the collector being up; 64 spans, 0.2-0.8 MB
+#: (docs/benchmarks.md). What more would be kept is only the last instant of an outage anyway.
+_OUTAGE_QUEUE_SIZE = 64
 #: The SDK logs a warning for every span it drops from a full queue (thousands a second when the
 #: collector is down); its logger is raised to ERROR and one line a minute says it instead.
-#: Spans kept for when the collector is back, beyond the batch the exporter is retrying (or one
-#: export batch, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, if smaller). A full 512-span batch kept 0.3-0.4 MB
-#: more RSS in every worker process for the whole outage (docs/benchmarks.md), to save spans from the
-#: last instant of an outage that lasted seconds at least.
-_OUTAGE_QUEUE_SIZE = 64
 _QUEUE_FULL_LOG_INTERVAL = 60.0
 _SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 _WATCH_INTERVAL = 0.1
@@ -77,7 +77,7 @@ SPANS_DROPPED = Counter(
     "worker_telemetry_spans_dropped",
     "Spans that never reached the collector, by reason (export_failed: the collector refused or was "
     "unreachable; queue_full: spans ended faster than they could be exported, or while the collector "
-    "was not answering beyond a reserve of 64 spans).",
+    f"was not answering beyond a reserve of {_OUTAGE_QUEUE_SIZE} spans).",
     ["reason"],
     registry=None,
 )
