@@ -27,7 +27,7 @@ import math
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,30 @@ def _prometheus_config(stack: Stack, rules: Path, kubernetes_target: bool, kuber
     return config
 
 
+def _record_after_reload(run: Run, phase: str, alerts: Sequence[str], reloaded: float, old_interval: float) -> None:
+    """Record `phase` once `alerts` fire and the scrape loop a reload replaced has settled.
+
+    A reload that changes a job's interval replaces its scrape loop. The old loop writes staleness
+    markers for the target's series, stamped with its next tick (up to `old_interval` after the reload)
+    but appended only about two intervals later; they hide what the new loop stored before that tick
+    until its next scrape. A phase recorded on a firing alert alone could land in that gap and find the
+    alert's expression empty. So: wait until the markers are in, then until the alerts fire and their
+    expressions return something.
+
+    :param reloaded: `time.time()` when the reload was asked for (Prometheus applies it within a second).
+    """
+    stack = run.stack
+    settled = reloaded + 1.0 + 2.2 * old_interval + 0.5
+
+    def ready() -> bool:
+        return time.time() > settled and all(
+            run.firing(alert) and stack.prometheus.query(run.alerts[alert]) for alert in alerts
+        )
+
+    wait_until(ready, 30 + 3 * old_interval, interval=0.5, message=f"{', '.join(alerts)} firing after the reload")
+    run.record(phase)
+
+
 def _rules_loaded(stack: Stack) -> int:
     groups = requests.get(f"{stack.prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
     return sum(len(g["rules"]) for g in groups)
@@ -448,20 +472,17 @@ def _outages(run: Run, rules_file: Path) -> None:
     stack = run.stack
     # Without Redis a scrape takes seconds: give the kubernetes-labelled job the time a real one has.
     _prometheus_config(stack, rules_file, kubernetes_target=True, kubernetes_interval="6s")
+    reloaded = time.time()
     stack.redis.stop()
-    wait_until(lambda: run.firing("DramatiqBrokerUnreachable"), 30, interval=0.5, message="broker alert")
-    run.record("redis stopped")
+    _record_after_reload(run, "redis stopped", ["DramatiqBrokerUnreachable"], reloaded, old_interval=1.0)
     # The worker dies; its target stays discovered, and every scrape fails. (A target gone from discovery
     # altogether is the other case of the absent alert: see rules/metrics-absent.test.yaml.)
     stack.worker.stop(timeout=30)
     _prometheus_config(stack, rules_file, kubernetes_target=True)
-    wait_until(
-        lambda: run.firing("DramatiqWorkerMetricsDown") and run.firing("DramatiqWorkerMetricsAbsent"),
-        30,
-        interval=0.5,
-        message="metrics down and absent alerts",
+    reloaded = time.time()
+    _record_after_reload(
+        run, "worker stopped", ["DramatiqWorkerMetricsDown", "DramatiqWorkerMetricsAbsent"], reloaded, old_interval=6.0
     )
-    run.record("worker stopped")
 
 
 # ----------------------------------------------------------------------------- dashboards
