@@ -212,8 +212,9 @@ def _positive(result: list[dict[str, Any]]) -> bool:
 # ----------------------------------------------------------------------------- the run
 
 
-def _prometheus_config(stack: Stack, rules: Path, kubernetes_target: bool, kubernetes_interval: str = "1s") -> Path:
-    """Rewrite the stack Prometheus's configuration (same file it was started with) and reload it.
+def _prometheus_config(stack: Stack, rules: Path, kubernetes_target: bool, kubernetes_interval: str = "1s") -> float:
+    """Rewrite the stack Prometheus's configuration (same file it was started with) and reload it;
+    returns when the reload was asked for (`time.time()`).
 
     `kubernetes_interval` is also the scrape timeout of the kubernetes-labelled job: without Redis, /metrics
     answers in about 4 s (the queue-depth read gives up slowly), more than a 1 s scrape allows.
@@ -238,7 +239,7 @@ def _prometheus_config(stack: Stack, rules: Path, kubernetes_target: bool, kuber
     }
     config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     stack.prometheus.process.signal(signal.SIGHUP)
-    return config
+    return time.time()
 
 
 def _record_after_reload(run: Run, phase: str, alerts: Sequence[str], reloaded: float, old_interval: float) -> None:
@@ -251,7 +252,7 @@ def _record_after_reload(run: Run, phase: str, alerts: Sequence[str], reloaded: 
     alert's expression empty. So: wait until the markers are in, then until the alerts fire and their
     expressions return something.
 
-    :param reloaded: `time.time()` when the reload was asked for (Prometheus applies it within a second).
+    :param reloaded: when the reload was asked for (`_prometheus_config`; Prometheus applies it within a second).
     """
     stack = run.stack
     settled = reloaded + 1.0 + 2.2 * old_interval + 0.5
@@ -261,7 +262,7 @@ def _record_after_reload(run: Run, phase: str, alerts: Sequence[str], reloaded: 
             run.firing(alert) and stack.prometheus.query(run.alerts[alert]) for alert in alerts
         )
 
-    wait_until(ready, 30 + 3 * old_interval, interval=0.5, message=f"{', '.join(alerts)} firing after the reload")
+    _wait_for_alerts(run, ready, 30 + 3 * old_interval, f"{', '.join(alerts)} firing after the reload")
     run.record(phase)
 
 
@@ -471,15 +472,13 @@ def _collector_down(run: Run) -> None:
 def _outages(run: Run, rules_file: Path) -> None:
     stack = run.stack
     # Without Redis a scrape takes seconds: give the kubernetes-labelled job the time a real one has.
-    _prometheus_config(stack, rules_file, kubernetes_target=True, kubernetes_interval="6s")
-    reloaded = time.time()
+    reloaded = _prometheus_config(stack, rules_file, kubernetes_target=True, kubernetes_interval="6s")
     stack.redis.stop()
     _record_after_reload(run, "redis stopped", ["DramatiqBrokerUnreachable"], reloaded, old_interval=1.0)
     # The worker dies; its target stays discovered, and every scrape fails. (A target gone from discovery
     # altogether is the other case of the absent alert: see rules/metrics-absent.test.yaml.)
     stack.worker.stop(timeout=30)
-    _prometheus_config(stack, rules_file, kubernetes_target=True)
-    reloaded = time.time()
+    reloaded = _prometheus_config(stack, rules_file, kubernetes_target=True)
     _record_after_reload(
         run, "worker stopped", ["DramatiqWorkerMetricsDown", "DramatiqWorkerMetricsAbsent"], reloaded, old_interval=6.0
     )
