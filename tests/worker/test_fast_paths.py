@@ -6,10 +6,15 @@ here compares it with the reference behaviour, so a shortcut can never change wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import dramatiq
 import pytest
 from dramatiq import Middleware
 from dramatiq.brokers.stub import StubBroker
@@ -368,3 +373,172 @@ def test_argument_check_binds_like_signature_bind(fn, args, kwargs):
     fast = _outcome(checked_call("job", fn), args, kwargs)
     reference = _outcome(checked_call("job", fn, bind_in_order=False), args, kwargs)
     assert fast == reference
+
+
+# -- metrics writes in multiprocess mode --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _multiprocess_mode(directory: Path) -> Iterator[None]:
+    """prometheus_client in multiprocess mode, writing to `directory` (as a worker process does)."""
+    from prometheus_client import values
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.get_value_class()
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        values.ValueClass = values.get_value_class()
+
+
+def _files(directory: Path, pid: int | None = None) -> dict[tuple[str, str], str]:
+    """Every value in the directory's files: (file kind, key) -> repr (NaN compares by its repr)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    found = {}
+    for path in sorted(directory.glob(f"*_{pid or ''}*.db")):
+        kind = path.name.rsplit("_", 1)[0]
+        for key, value, timestamp, _position in MmapedDict.read_all_values_from_file(str(path)):
+            found[(kind, key)] = f"{value!r}@{timestamp!r}"
+    return found
+
+
+def _series():
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from worker_app.observability.metrics import PROCESSING_TIME_BUCKETS
+
+    return (
+        Counter("jobs", "Jobs.", ["queue", "outcome"], registry=None),
+        Gauge("running", "Running.", ["queue"], registry=None, multiprocess_mode="livesum"),
+        Histogram("took", "Took.", ["queue"], buckets=PROCESSING_TIME_BUCKETS, registry=None),
+    )
+
+
+#: (series, amount): 0 counter, 1 gauge (a negative amount is dec), 2 histogram; bucket bounds, 0,
+#: infinity and NaN included.
+_WRITES = [(0, 1.0), (1, 1.0), (2, 0.004), (1, -1.0), (0, 2.5), (2, 0.005), (2, 2.5), (2, 0.0), (1, 3.0)]
+_WRITES += [(2, float("inf")), (2, float("nan")), (2, 4000.0), (0, 0.0), (1, -0.5), (2, 1e-9), (2, 7.25)]
+
+
+def _write_reference(children) -> None:
+    counter, gauge, histogram = children
+    for series, amount in _WRITES:
+        if series == 0:
+            counter.inc(amount)
+        elif series == 1:
+            gauge.inc(amount) if amount >= 0 else gauge.dec(-amount)
+        else:
+            histogram.observe(amount)
+
+
+def _write_fast(children) -> None:
+    from worker_app.fastpath.multiprocess_values import WRITE_LOCK, FastHistogram, FastValue
+
+    counter, gauge, histogram = FastValue(children[0]._value), FastValue(children[1]._value), FastHistogram(children[2])
+    for series, amount in _WRITES:
+        with WRITE_LOCK:
+            if series == 2:
+                histogram.observe(amount)
+            else:
+                (counter if series == 0 else gauge).add(amount)
+
+
+def _grow(series, count: int) -> None:
+    """Enough new series to make each file grow (prometheus_client then maps it again)."""
+    counter, gauge, histogram = series
+    for index in range(count):
+        label = f"grown-{index:04d}-" + "x" * 200
+        counter.labels(label, "success")
+        gauge.labels(label)
+        histogram.labels(label)
+
+
+def test_multiprocess_writes_put_the_same_values_in_the_same_files(tmp_path):
+    results = []
+    for name, write in (("reference", _write_reference), ("fast", _write_fast)):
+        directory = tmp_path / name
+        directory.mkdir()
+        with _multiprocess_mode(directory):
+            series = _series()
+            children = (series[0].labels("jobs", "success"), series[1].labels("jobs"), series[2].labels("jobs"))
+            write(children)
+            _grow(series, 400)  # the files are mapped again: the next writes must land in the new maps
+            write(children)
+            results.append(_files(directory))
+    reference, fast = results
+    assert len(reference) > 1200
+    assert fast == reference
+    assert reference[("counter", next(key for kind, key in reference if kind == "counter" and '"jobs"}' in key))]
+
+
+def test_after_a_fork_multiprocess_writes_go_to_the_childs_files(tmp_path):
+    from worker_app.fastpath.multiprocess_values import WRITE_LOCK, FastValue
+
+    with _multiprocess_mode(tmp_path):
+        counter, _gauge, _histogram = _series()
+        fast = FastValue(counter.labels("jobs", "success")._value)
+        with WRITE_LOCK:
+            fast.add(1.0)  # resolved in this process
+        parent = _files(tmp_path, os.getpid())
+        pid = os.fork()
+        if pid == 0:  # the child: one more write, then leave without pytest's teardown
+            try:
+                with WRITE_LOCK:
+                    fast.add(5.0)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert _files(tmp_path, os.getpid()) == parent  # the parent's file did not change
+        (child_value,) = [value for (kind, key), value in _files(tmp_path, pid).items() if kind == "counter"]
+        # prometheus_client's own rule: a forked child starts its own file at 0.
+        assert child_value == "5.0@0.0"
+
+
+def test_the_metrics_middleware_writes_the_same_series_either_way(tmp_path, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from worker_app.observability import metrics as metrics_module
+    from worker_app.observability.metrics import PrometheusMetrics
+    from worker_app.runtime.broker import build_broker
+    from worker_app.runtime.settings import Settings
+
+    results = []
+    for name in ("reference", "fast"):
+        if name == "reference":
+            monkeypatch.setattr(metrics_module, "multiprocess", lambda child: False)
+        else:
+            monkeypatch.undo()
+        directory = tmp_path / name
+        directory.mkdir()
+        with _multiprocess_mode(directory):
+            metrics = PrometheusMetrics(registry=CollectorRegistry(), exemplar_dir=None)
+            broker = build_broker(Settings.from_env({"WORKER_BROKER": "stub"}), metrics=metrics)
+
+            @dramatiq.actor(broker=broker, queue_name="jobs", max_retries=0)
+            def job(fail: bool) -> None:
+                if fail:
+                    raise ValueError("no")
+
+            for fail in (False, True, False):
+                job.send(fail)
+            worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=1)
+            worker.start()
+            try:
+                broker.join("jobs", timeout=10_000, fail_fast=False)
+                worker.join()
+            finally:
+                worker.stop()
+            assert (metrics._by_actor[("jobs", "job")].fast is not None) is (name == "fast")
+            # Timing differs between runs: compare everything but the histogram's sum and buckets.
+            values = _files(directory)
+            results.append(
+                {key: value for key, value in values.items() if '"took' not in key and "_time" not in key[1]}
+            )
+            histogram = [value for key, value in values.items() if "processing_time_bucket" in key[1]]
+            assert sum(float(value.split("@")[0]) for value in histogram) == 3.0
+    reference, fast = results
+    assert fast == reference
+    processed = {key: value for key, value in fast.items() if "messages_processed_total" in key[1]}
+    assert sorted(value for value in processed.values()) == ["0.0@0.0", "0.0@0.0", "1.0@0.0", "2.0@0.0"]

@@ -26,12 +26,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from dramatiq import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..config.queues import canonical_queue
+from ..fastpath.multiprocess_values import WRITE_LOCK, FastHistogram, FastValue, multiprocess
 from .exemplars import ExemplarRecorder
 from .outcomes import OUTCOMES, SKIPPED
 
@@ -54,6 +55,15 @@ MAX_ERROR_TYPES = 50
 OTHER_ERROR_TYPE = "other"
 
 
+@dataclass(slots=True, frozen=True)
+class _FastWrites:
+    """What every delivery writes, in multiprocess mode: written directly, under one lock per hook."""
+
+    in_progress: FastValue
+    processing_time: FastHistogram
+    processed: dict[str, FastValue]
+
+
 @dataclass(slots=True)
 class _ActorMetrics:
     """The label children of one (queue, actor): resolved once, since `.labels()` costs a lock."""
@@ -66,6 +76,8 @@ class _ActorMetrics:
     retries: Any
     dead_lettered: Any
     errors: dict[str, Any]
+    #: In multiprocess mode, the writes of every delivery (`fastpath.multiprocess_values`); else None.
+    fast: _FastWrites | None = None
 
 
 class PrometheusMetrics(Middleware):
@@ -143,7 +155,12 @@ class PrometheusMetrics(Middleware):
 
     def delivery_started(self, delivery: Delivery) -> _ActorMetrics:
         metrics = self._metrics_for(delivery.queue, delivery.actor)
-        metrics.in_progress.inc()
+        fast = metrics.fast
+        if fast is None:
+            metrics.in_progress.inc()
+        else:
+            with WRITE_LOCK:
+                fast.in_progress.add(1.0)
         return metrics
 
     def delivery_retried(self, delivery: Delivery, state: _ActorMetrics, message: Message[Any], *, first: bool) -> None:
@@ -154,10 +171,24 @@ class PrometheusMetrics(Middleware):
         outcome = delivery.outcome
         if outcome is None:
             return
-        state.in_progress.dec()
-        if outcome.outcome != SKIPPED:
-            self._observe(state, time.perf_counter() - delivery.started, delivery.span_context)
-        state.processed[outcome.outcome].inc()
+        fast = state.fast
+        if fast is None:
+            state.in_progress.dec()
+            if outcome.outcome != SKIPPED:
+                self._observe(state, time.perf_counter() - delivery.started, delivery.span_context)
+            state.processed[outcome.outcome].inc()
+        else:
+            timed = outcome.outcome != SKIPPED
+            seconds = time.perf_counter() - delivery.started
+            with WRITE_LOCK:
+                fast.in_progress.add(-1.0)
+                if timed:
+                    fast.processing_time.observe(seconds)
+                fast.processed[outcome.outcome].add(1.0)
+            # In multiprocess mode exemplars go only to the recorder (prometheus_client drops them there).
+            span_context = delivery.span_context
+            if timed and self._exemplars is not None and _sampled(span_context):
+                self._exemplars.record(state.queue, state.actor, seconds, span_context.trace_id, span_context.span_id)
         exception = delivery.exception
         if outcome.error and exception is not None:
             self._error_counter(state, type(exception).__name__).inc()
@@ -165,7 +196,11 @@ class PrometheusMetrics(Middleware):
             state.dead_lettered.inc()
 
     def delivery_abandoned(self, delivery: Delivery, state: _ActorMetrics) -> None:
-        state.in_progress.dec()
+        if state.fast is None:
+            state.in_progress.dec()
+        else:
+            with WRITE_LOCK:
+                state.fast.in_progress.add(-1.0)
 
     # -- middleware ------------------------------------------------------------------------------------
 
@@ -192,7 +227,7 @@ class PrometheusMetrics(Middleware):
             self._exemplars.flush()
 
     def _observe(self, metrics: _ActorMetrics, seconds: float, span_context: SpanContext | None) -> None:
-        if span_context is None or not (span_context.is_valid and span_context.trace_flags.sampled):
+        if not _sampled(span_context):
             metrics.processing_time.observe(seconds)
         elif self._exemplars is not None:
             metrics.processing_time.observe(seconds)
@@ -211,7 +246,7 @@ class PrometheusMetrics(Middleware):
             with self._lock:
                 metrics = self._by_actor.get(key)
                 if metrics is None:
-                    metrics = self._by_actor[key] = _ActorMetrics(
+                    metrics = _ActorMetrics(
                         queue=queue,
                         actor=actor,
                         in_progress=self.in_progress.labels(queue, actor),
@@ -221,6 +256,15 @@ class PrometheusMetrics(Middleware):
                         dead_lettered=self.dead_lettered.labels(queue, actor),
                         errors={},
                     )
+                    if multiprocess(metrics.in_progress):
+                        metrics.fast = _FastWrites(
+                            in_progress=FastValue(metrics.in_progress._value),
+                            processing_time=FastHistogram(metrics.processing_time),
+                            processed={
+                                outcome: FastValue(child._value) for outcome, child in metrics.processed.items()
+                            },
+                        )
+                    self._by_actor[key] = metrics
         return metrics
 
     def _error_counter(self, metrics: _ActorMetrics, error_type: str) -> Any:
@@ -235,3 +279,8 @@ class PrometheusMetrics(Middleware):
                 self._error_types.add(error_type)
             counter = metrics.errors[error_type] = self.errors.labels(metrics.queue, metrics.actor, label)
         return counter
+
+
+def _sampled(span_context: SpanContext | None) -> TypeGuard[SpanContext]:
+    """Whether an observation timed under this span context gets it as its exemplar."""
+    return span_context is not None and span_context.is_valid and bool(span_context.trace_flags.sampled)
