@@ -187,8 +187,9 @@ class PrometheusMetrics(Middleware):
                 fast.processed[outcome.outcome].add(1.0)
             # In multiprocess mode exemplars go only to the recorder (prometheus_client drops them there).
             span_context = delivery.span_context
-            if timed and self._exemplars is not None and _sampled(span_context):
-                self._exemplars.record(state.queue, state.actor, seconds, span_context.trace_id, span_context.span_id)
+            exemplars = self._exemplars
+            if timed and exemplars is not None and _sampled(span_context):
+                exemplars.record(state.queue, state.actor, seconds, span_context.trace_id, span_context.span_id)
         exception = delivery.exception
         if outcome.error and exception is not None:
             self._error_counter(state, type(exception).__name__).inc()
