@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dramatiq import Middleware
@@ -41,6 +41,7 @@ class Delivery:
     """What is known about the delivery running in this thread.
 
     :param message: the message being processed.
+    :param message_id: its id.
     :param queue: its queue, without Dramatiq's `.DQ`/`.XQ` suffix.
     :param actor: the actor's name.
     :param started: `time.perf_counter()` when the delivery began.
@@ -52,6 +53,7 @@ class Delivery:
     """
 
     message: MessageProxy
+    message_id: str
     queue: str
     actor: str
     started: float
@@ -59,10 +61,6 @@ class Delivery:
     span_context: SpanContext | None = None
     exception: BaseException | None = None
     outcome: DeliveryOutcome | None = None
-
-    @property
-    def message_id(self) -> str:
-        return self.message.message_id
 
 
 class DeliveryObserver(Protocol[H]):
@@ -85,10 +83,14 @@ class DeliveryObserver(Protocol[H]):
         """The delivery never finished through Dramatiq's hooks: release what it holds, record nothing."""
 
 
-@dataclass(slots=True)
 class _Active:
-    delivery: Delivery
-    states: list[tuple[DeliveryObserver[Any], Any]] = field(default_factory=list)
+    """The delivery this thread runs, and each observer's state for it (in the order they were told)."""
+
+    __slots__ = ("delivery", "states")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.states: list[tuple[DeliveryObserver[Any], Any]] = []
 
 
 class DeliveryTracker(Middleware):
@@ -116,18 +118,21 @@ class DeliveryTracker(Middleware):
         leftover: _Active | None = getattr(self._local, "active", None)
         if leftover is not None:
             self._abandon(leftover)
-        active = _Active(
-            Delivery(
-                message=message,
-                queue=canonical_queue(message.queue_name),
-                actor=message.actor_name,
-                started=time.perf_counter(),
-            )
+        # Dramatiq's proxy resolves each attribute of its message through `__getattr__`: read them once.
+        raw = getattr(message, "_message", message)
+        delivery = Delivery(
+            message=message,
+            message_id=raw.message_id,
+            queue=canonical_queue(raw.queue_name),
+            actor=raw.actor_name,
+            started=time.perf_counter(),
         )
+        active = _Active(delivery)
         self._local.active = active
+        states = active.states
         for observer in self._observers:
             try:
-                active.states.append((observer, observer.delivery_started(active.delivery)))
+                states.append((observer, observer.delivery_started(delivery)))
             except Exception:
                 logger.critical("Unexpected failure in delivery_started of %r.", observer, exc_info=True)
 
@@ -162,7 +167,7 @@ class DeliveryTracker(Middleware):
         self._local.active = None
         if active is None:
             return None
-        if active.delivery.message_id != message.message_id:
+        if active.delivery.message is not message and active.delivery.message_id != message.message_id:
             # Cannot happen with Dramatiq's worker (one delivery per thread at a time); release the
             # orphan rather than leak it.
             self._abandon(active)

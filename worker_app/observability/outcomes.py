@@ -51,6 +51,15 @@ class DeliveryOutcome:
     final_error: bool
 
 
+#: Every possible decision, made once: they are immutable, and a delivery's is read by every observer.
+_DECISIONS = {
+    (outcome, error, final_error): DeliveryOutcome(outcome=outcome, error=error, final_error=final_error)
+    for outcome in OUTCOMES
+    for error in (False, True)
+    for final_error in (False, True)
+}
+
+
 def classify(
     broker: Broker,
     message: MessageProxy,
@@ -66,15 +75,18 @@ def classify(
     :param skipped: a middleware skipped the message before the actor ran (`after_skip_message`).
     """
     if skipped:
-        return DeliveryOutcome(outcome=SKIPPED, error=False, final_error=False)
-    error = exception is not None and not isinstance(exception, Retry) and not is_non_error(broker, message, exception)
+        return _DECISIONS[SKIPPED, False, False]
+    if exception is None:  # the common case first: no error to weigh
+        error = False
+    else:
+        error = not isinstance(exception, Retry) and not is_non_error(broker, message, exception)
     if error and (message.failed or not retried):
-        return DeliveryOutcome(outcome=FAILED, error=True, final_error=True)
+        return _DECISIONS[FAILED, True, True]
     if message.failed:
-        return DeliveryOutcome(outcome=FAILED, error=error, final_error=False)
+        return _DECISIONS[FAILED, error, False]
     if retried:
-        return DeliveryOutcome(outcome=RETRIED, error=error, final_error=False)
-    return DeliveryOutcome(outcome=SUCCESS, error=False, final_error=False)
+        return _DECISIONS[RETRIED, error, False]
+    return _DECISIONS[SUCCESS, False, False]
 
 
 def is_non_error(broker: Broker, message: MessageProxy, exception: BaseException) -> bool:

@@ -194,7 +194,7 @@ class OpenTelemetryMiddleware(Middleware):
             MESSAGING_OPERATION_TYPE: "process",
             MESSAGING_OPERATION_NAME: "process",
             MESSAGING_DESTINATION_NAME: delivery.queue,
-            MESSAGING_MESSAGE_ID: message.message_id,
+            MESSAGING_MESSAGE_ID: delivery.message_id,
             ACTOR_NAME: delivery.actor,
             MESSAGE_RETRIES: options.get("retries", 0),
         }
