@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -12,7 +15,7 @@ from dramatiq.brokers.stub import StubBroker
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, values
 
 from worker_app.observability.metrics import PrometheusMetrics
 from worker_app.observability.tracing import OpenTelemetryMiddleware
@@ -69,3 +72,21 @@ def stack() -> Iterator[StubStack]:
     for worker in result.workers:
         worker.stop()
     broker.close()
+
+
+@contextlib.contextmanager
+def _multiprocess_mode(directory: Path) -> Iterator[None]:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.get_value_class()
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        values.ValueClass = values.get_value_class()
+
+
+@pytest.fixture
+def multiprocess_mode() -> Callable[[Path], contextlib.AbstractContextManager[None]]:
+    """`with multiprocess_mode(directory):` prometheus_client in multiprocess mode, writing to
+    `directory` as a worker process does (metrics created inside keep writing there)."""
+    return _multiprocess_mode

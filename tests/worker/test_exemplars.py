@@ -29,7 +29,7 @@ def test_in_process_histogram_carries_the_consumer_span_as_exemplar(stack):
     assert f'span_id="{consumer.context.span_id:016x}"' in with_exemplar[0]
 
 
-def test_recorded_exemplars_are_merged_newest_first_into_the_multiprocess_histogram(tmp_path):
+def test_recorded_exemplars_are_merged_newest_first_into_the_multiprocess_histogram(tmp_path, multiprocess_mode):
     recorder = ExemplarRecorder(str(tmp_path), PROCESSING_TIME_BUCKETS)
     recorder.record("jobs", "job", 0.003, 0xA1, 0xB1)
     recorder.record("jobs", "job", 0.004, 0xA2, 0xB2)  # same bucket, newer: wins
@@ -43,20 +43,13 @@ def test_recorded_exemplars_are_merged_newest_first_into_the_multiprocess_histog
     assert merged[("jobs", "job", "10.0")][:2] == (f"{0xA3:032x}", f"{0xB3:016x}")
 
     # A multiprocess histogram file for the same series, as a worker process writes it.
-    import os
+    from prometheus_client import Histogram
 
-    from prometheus_client import Histogram, values
-
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
-    try:
-        values.ValueClass = values.get_value_class()
+    with multiprocess_mode(tmp_path):
         histogram = Histogram(
             "dramatiq_message_processing_time", "t", ["queue", "actor"], buckets=PROCESSING_TIME_BUCKETS, registry=None
         )
         histogram.labels("jobs", "job").observe(0.004)
-    finally:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        values.ValueClass = values.get_value_class()
 
     registry = CollectorRegistry()
     registry.register(ExemplarMultiProcessCollector(str(tmp_path), "dramatiq_message_processing_time"))

@@ -6,12 +6,10 @@ here compares it with the reference behaviour, so a shortcut can never change wh
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dramatiq
@@ -378,20 +376,6 @@ def test_argument_check_binds_like_signature_bind(fn, args, kwargs):
 # -- metrics writes in multiprocess mode --------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _multiprocess_mode(directory: Path) -> Iterator[None]:
-    """prometheus_client in multiprocess mode, writing to `directory` (as a worker process does)."""
-    from prometheus_client import values
-
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    values.ValueClass = values.get_value_class()
-    try:
-        yield
-    finally:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        values.ValueClass = values.get_value_class()
-
-
 def _files(directory: Path, pid: int | None = None) -> dict[tuple[str, str], str]:
     """Every value in the directory's files: (file kind, key) -> repr (NaN compares by its repr)."""
     from prometheus_client.mmap_dict import MmapedDict
@@ -455,12 +439,12 @@ def _grow(series, count: int) -> None:
         histogram.labels(label)
 
 
-def test_multiprocess_writes_put_the_same_values_in_the_same_files(tmp_path):
+def test_multiprocess_writes_put_the_same_values_in_the_same_files(tmp_path, multiprocess_mode):
     results = []
     for name, write in (("reference", _write_reference), ("fast", _write_fast)):
         directory = tmp_path / name
         directory.mkdir()
-        with _multiprocess_mode(directory):
+        with multiprocess_mode(directory):
             series = _series()
             children = (series[0].labels("jobs", "success"), series[1].labels("jobs"), series[2].labels("jobs"))
             write(children)
@@ -473,10 +457,10 @@ def test_multiprocess_writes_put_the_same_values_in_the_same_files(tmp_path):
     assert reference[("counter", next(key for kind, key in reference if kind == "counter" and '"jobs"}' in key))]
 
 
-def test_after_a_fork_multiprocess_writes_go_to_the_childs_files(tmp_path):
+def test_after_a_fork_multiprocess_writes_go_to_the_childs_files(tmp_path, multiprocess_mode):
     from worker_app.fastpath.multiprocess_values import WRITE_LOCK, FastValue
 
-    with _multiprocess_mode(tmp_path):
+    with multiprocess_mode(tmp_path):
         counter, _gauge, _histogram = _series()
         fast = FastValue(counter.labels("jobs", "success")._value)
         with WRITE_LOCK:
@@ -496,7 +480,7 @@ def test_after_a_fork_multiprocess_writes_go_to_the_childs_files(tmp_path):
         assert child_value == "5.0@0.0"
 
 
-def test_the_metrics_middleware_writes_the_same_series_either_way(tmp_path, monkeypatch):
+def test_the_metrics_middleware_writes_the_same_series_either_way(tmp_path, monkeypatch, multiprocess_mode):
     from prometheus_client import CollectorRegistry
 
     from worker_app.observability import metrics as metrics_module
@@ -512,7 +496,7 @@ def test_the_metrics_middleware_writes_the_same_series_either_way(tmp_path, monk
             monkeypatch.undo()
         directory = tmp_path / name
         directory.mkdir()
-        with _multiprocess_mode(directory):
+        with multiprocess_mode(directory):
             metrics = PrometheusMetrics(registry=CollectorRegistry(), exemplar_dir=None)
             broker = build_broker(Settings.from_env({"WORKER_BROKER": "stub"}), metrics=metrics)
 
