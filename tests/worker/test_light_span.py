@@ -9,6 +9,7 @@ users' actors do with the consumer span; what the exporter receives (and what a 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import dramatiq
@@ -278,9 +279,19 @@ def test_an_ended_light_span_warns_and_changes_nothing(caplog):
     with caplog.at_level(logging.WARNING):
         span.end()
         span.set_attribute("late", True)
+        span.set_known_attributes({"late.known": 1})
         span.add_event("late")
-    assert [dict(exported.attributes) for exported in exporter.get_finished_spans()] == [{"a": 1}]
-    assert len(exporter.get_finished_spans()[0].events) == 0
+        span.record_exception(ValueError("late"))
+        span.add_link(trace.SpanContext(7, 8, is_remote=True))
+        span.set_status(trace.StatusCode.ERROR, "late")
+        span.update_name("late")
+    # Processors get the ended span itself (no copy): nothing done after the end reaches them.
+    (exported,) = exporter.get_finished_spans()
+    assert dict(exported.attributes) == {"a": 1}
+    assert (exported.name, exported.events, exported.links) == ("s", (), ())
+    assert exported.status.status_code is trace.StatusCode.UNSET
+    assert (exported.dropped_attributes, exported.dropped_events, exported.dropped_links) == (0, 0, 0)
+    assert json.loads(exported.to_json())["name"] == "s"
     messages = [record.getMessage() for record in caplog.records]
     assert "Calling end() on an ended span." in messages
     assert "Setting attribute on ended span." in messages

@@ -23,7 +23,10 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from worker_app.fastpath import otlp_encoding
+from worker_app.fastpath.light_span import LightSpan, SpanStarter
 from worker_app.fastpath.otlp_encoding import encode_spans_to_bytes
+from worker_app.observability.conventions import SCHEMA_URL
 
 
 def _decoded(data: bytes) -> ExportTraceServiceRequest:
@@ -156,3 +159,37 @@ def test_a_readable_span_built_by_hand_with_any_mapping_and_sequences():
         instrumentation_scope=source.instrumentation_scope,
     )
     assert _decoded(encode_spans_to_bytes([span])) == _decoded(encode_spans([span]).SerializePartialToString())
+
+
+def test_light_spans_are_read_field_by_field_as_the_sdks_own(monkeypatch):
+    """Processors get our ended light spans themselves: the encoder reads them as it reads the SDK's."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=1, max_links=1))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    starter = SpanStarter(name="worker_app.tracing", version="0.1.0", schema_url=SCHEMA_URL, tracer_provider=provider)
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v")]))
+    consumer = starter.start_span(
+        "process jobs",
+        context=set_span_in_context(NonRecordingSpan(remote)),
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "dramatiq", "dramatiq.message.retries": 2},
+        links=[Link(remote, {"dramatiq.link.type": "previous_attempt"})],
+    )
+    assert isinstance(consumer, LightSpan)
+    consumer.record_exception(ValueError("bad"))
+    consumer.add_event("dropped: one event at most")
+    consumer.add_link(SpanContext(7, 8, is_remote=False))
+    consumer.set_known_attributes({"dramatiq.message.outcome": "failed"})
+    consumer.set_status(Status(StatusCode.ERROR, "ValueError: bad"))
+    consumer.end()
+    starter.start_span("send jobs", context=None, kind=SpanKind.PRODUCER, attributes={}).end()
+    spans = exporter.get_finished_spans()
+    assert [type(span) for span in spans] == [LightSpan, LightSpan]
+    expected = _decoded(encode_spans(spans).SerializePartialToString())
+    assert expected.resource_spans[0].scope_spans[0].spans[0].dropped_events_count == 1
+
+    def no_fallback(spans):
+        raise AssertionError("light spans went to the SDK's encoder")
+
+    monkeypatch.setattr(otlp_encoding, "encode_spans", no_fallback)
+    assert _decoded(encode_spans_to_bytes(spans)) == expected

@@ -3,9 +3,9 @@
 Reference behaviour: `opentelemetry.sdk.trace.Tracer.start_span` and the SDK's `Span` (1.45). The
 SDK cleans every attribute of every span through `BoundedAttributes`, asks the sampler, builds a
 lock-guarded span with bounded event and link lists, and at the end copies it into a
-`ReadableSpan`. For the spans this package starts, with known-clean attributes and the default
-sampler, most of that is work whose answer is known; `LightSpan` skips it, then hands the same
-`ReadableSpan` (built with its public constructor) to the same span processors at the end.
+`ReadableSpan` for the processors at the end. For the spans this package starts, with known-clean
+attributes and the default sampler, most of that is work whose answer is known; `LightSpan` skips
+it, and is itself a `ReadableSpan` (the same fields), which the same span processors get at the end.
 
 `LightSpan` implements the whole API `Span` (user code in an actor gets it from
 `trace.get_current_span()`: `set_attribute`, `add_event`, `record_exception`, `set_status`, child
@@ -23,7 +23,7 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import trace
@@ -173,7 +173,7 @@ class SpanStarter:
 
 
 class LightSpan(trace.Span, ReadableSpan):
-    """A recording span that behaves as the SDK's and ends into the same `ReadableSpan`.
+    """A recording span that behaves as the SDK's and, once ended, is the `ReadableSpan` processors get.
 
     Made by `SpanStarter.start_span` only. Attributes stay a plain dict while they are the starter's
     known-clean ones; the first attribute from anyone else (or span limits that could cut one) makes
@@ -203,12 +203,15 @@ class LightSpan(trace.Span, ReadableSpan):
                     plain = False
                     break
         self._attributes: dict[str, Any] | BoundedAttributes = dict(attributes) if plain else self._bounded(attributes)
-        self._recorded_events: BoundedList[Event] | None = None
+        self._events: Sequence[Event] = ()  # a BoundedList from the first event on
         self._links: Sequence[Link] = _bounded_links(links, limits) if links else ()
         self._status = _UNSET
+        self._resource = pipeline.resource
+        self._instrumentation_scope = pipeline.scope
+        self._instrumentation_info = pipeline.info
         self._end_time: int | None = None
         self._lock = threading.Lock()
-        self._start_time = time_ns()
+        self._start_time: int | None = time_ns()
 
     def _bounded(self, attributes: Mapping[str, Any] | None) -> BoundedAttributes:
         limits = self._pipeline.limits
@@ -216,46 +219,11 @@ class LightSpan(trace.Span, ReadableSpan):
             limits.max_span_attributes, attributes, immutable=False, max_value_len=limits.max_span_attribute_length
         )
 
-    # -- ReadableSpan ------------------------------------------------------------------------------
-
-    name = property(lambda self: self._name)
-    context = property(lambda self: self._context)
-    kind = property(lambda self: self._kind)
-    parent = property(lambda self: self._parent)
-    start_time = property(lambda self: self._start_time)
-    end_time = property(lambda self: self._end_time)
-    status = property(lambda self: self._status)
-    resource = property(lambda self: self._pipeline.resource)
-    instrumentation_scope = property(lambda self: self._pipeline.scope)
-    instrumentation_info = property(lambda self: self._pipeline.info)
-    attributes = property(lambda self: MappingProxyType(self._attributes))
-    events = property(lambda self: tuple(self._recorded_events or ()))
-    links = property(lambda self: tuple(self._links))
-    dropped_attributes = property(lambda self: getattr(self._attributes, "dropped", 0))
-    dropped_events = property(lambda self: self._recorded_events.dropped if self._recorded_events is not None else 0)
-    dropped_links = property(lambda self: getattr(self._links, "dropped", 0))
-
-    def readable(self) -> ReadableSpan:
-        """The span as the SDK hands it to processors (a copy, as the SDK's `_readable_span`)."""
-        pipeline = self._pipeline
-        return ReadableSpan(
-            name=self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=pipeline.resource,
-            attributes=self._attributes,
-            events=self._recorded_events if self._recorded_events is not None else (),
-            links=self._links,
-            kind=self._kind,
-            instrumentation_info=pipeline.info,
-            status=self._status,
-            start_time=self._start_time,
-            end_time=self._end_time,
-            instrumentation_scope=pipeline.scope,
-        )
-
-    def to_json(self, indent: int | None = 4) -> str:
-        return str(self.readable().to_json(indent))
+    # -- ReadableSpan ----------------------------------------------------------------------------
+    # Its fields are a `ReadableSpan`'s, under the same names, so its properties and `to_json` are
+    # that class's own, and an ended light span is handed to the processors as it is: the SDK hands
+    # them a copy of its span because that span stays mutable, while an ended light span refuses
+    # every change (each setter checks the end under the span's lock, as the SDK's does).
 
     # -- Span --------------------------------------------------------------------------------------
 
@@ -297,9 +265,9 @@ class LightSpan(trace.Span, ReadableSpan):
         if not self._if_recording("_add_event"):
             return
         with self._lock:
-            if self._recorded_events is None:
-                self._recorded_events = BoundedList(limits.max_events)
-            self._recorded_events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+            if not isinstance(self._events, BoundedList):
+                self._events = BoundedList(limits.max_events)
+            self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         link = _bounded_links([Link(context, attributes)], self._pipeline.limits)  # empty when not valid
@@ -356,7 +324,7 @@ class LightSpan(trace.Span, ReadableSpan):
         pipeline = self._pipeline
         if pipeline.ending is not None:
             pipeline.ending(self)
-        pipeline.processor.on_end(self.readable())
+        pipeline.processor.on_end(self)  # ended: read-only from here on (see "ReadableSpan" above)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None

@@ -30,6 +30,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .light_span import LightSpan
+
 _KIND = {
     SpanKind.INTERNAL: b"\x30\x01",
     SpanKind.SERVER: b"\x30\x02",
@@ -188,8 +190,8 @@ def _name(name: str) -> bytes:
 
 def _span(span: ReadableSpan) -> bytes:
     """ScopeSpans.spans (field 2) holding one span."""
-    if span.__class__ is not ReadableSpan:  # a subclass may compute any field: the SDK's encoder reads those
-        raise _Unsupported
+    if span.__class__ is not ReadableSpan and span.__class__ is not LightSpan:
+        raise _Unsupported  # a subclass may compute any field: the SDK's encoder reads those
     # What the SDK (and a light span) hands to processors: read its fields, not its properties.
     context: Any = span._context
     parent: Any = span._parent
