@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from worker_app.observability.propagation import extract as _extract
+from worker_app.observability.propagation import extract_parent as _extract_parent
 from worker_app.observability.propagation import inject as _inject
 from worker_app.observability.telemetry import SPANS_DROPPED, CountingBatchSpanProcessor
 from worker_app.runtime.broker import FastStubBroker as _StubBroker
@@ -139,11 +140,17 @@ def _summary(context: Context):
 )
 def test_extract_equals_the_propagators(carrier):
     assert _summary(_extract(carrier)) == _summary(_reference(carrier))
+    # The parent the consumer span is started with is the one in that context (None: no valid one).
+    context, parent = _extract_parent(carrier)
+    expected = trace.get_current_span(_reference(carrier)).get_span_context()
+    assert parent == (expected if expected.is_valid else None)
+    assert _summary(context) == _summary(_reference(carrier))
 
 
 @pytest.mark.parametrize("carrier", [{"traceparent": 7}, {"traceparent": ["x"]}, ["not", "a", "map"], "text"])
 def test_a_malformed_carrier_starts_a_new_trace_instead_of_failing(carrier):
     assert not trace.get_current_span(_extract(carrier)).get_span_context().is_valid
+    assert _extract_parent(carrier)[1] is None
 
 
 def _injected_by_propagators(span) -> dict[str, str]:

@@ -18,6 +18,7 @@ and without span limits, sampled and not) and compares what the exporter receive
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import traceback
@@ -55,6 +56,14 @@ _PLAIN = frozenset({str, bool, int, float})
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: A span's status until someone sets one (the SDK's default is the same immutable value).
 _UNSET = Status(StatusCode.UNSET)
+
+
+class _FromContext(enum.Enum):
+    FROM_CONTEXT = "the current span of the context given"
+
+
+#: `SpanStarter.start_span`'s default parent: the span context of the current span of its `context`.
+FROM_CONTEXT = _FromContext.FROM_CONTEXT
 
 
 class _Pipeline:
@@ -120,11 +129,18 @@ class SpanStarter:
         kind: SpanKind,
         attributes: dict[str, Any],
         links: Sequence[Link] | None = None,
+        parent: SpanContext | _FromContext | None = FROM_CONTEXT,
     ) -> trace.Span:
+        """The SDK tracer's `start_span`, light where that changes nothing.
+
+        `parent` is the span context of `context`'s current span when the caller already holds it
+        (as `propagation.extract_parent` gives it; None: there is none), so it is not looked up again.
+        """
         pipeline = self._resolve()
         if pipeline is None or not pipeline.enabled():
             return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links)
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        if parent is FROM_CONTEXT:
+            parent = trace.get_current_span(context).get_span_context()
         if parent is not None and not parent.is_valid:
             parent = None
         trace_id = pipeline.ids.generate_trace_id() if parent is None else parent.trace_id

@@ -18,7 +18,7 @@ from opentelemetry.trace import NonRecordingSpan
 from ..fastpath.traceparent import TRACEPARENT, format_traceparent, is_default_textmap, parse_carrier
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, SpanContext
 
 logger = logging.getLogger("worker_app.tracing")  # its name from before the split: log queries select on it
 
@@ -42,14 +42,21 @@ def inject(span: Span) -> dict[str, str]:
 
 def extract(carrier: object) -> Context:
     """The context a carrier was injected in; an empty context for a malformed carrier."""
+    return extract_parent(carrier)[0]
+
+
+def extract_parent(carrier: object) -> tuple[Context, SpanContext | None]:
+    """`extract(carrier)`, and the span context of the remote span in it (None: no valid one)."""
     if is_default_textmap():
         remote = parse_carrier(carrier)
         if remote is not None:
-            return trace.set_span_in_context(NonRecordingSpan(remote), Context())
+            return trace.set_span_in_context(NonRecordingSpan(remote), Context()), remote
     try:
-        return propagate.extract(carrier)
+        context = propagate.extract(carrier)
     except (TypeError, AttributeError, ValueError):
         # A message whose carrier is not a map of strings (a foreign or hand-made producer): the
         # propagators raise on it; process the message as the start of a new trace instead.
         logger.debug("Ignoring a malformed trace context carrier: %r", carrier)
-        return Context()
+        return Context(), None
+    span_context = trace.get_current_span(context).get_span_context()
+    return context, span_context if span_context.is_valid else None

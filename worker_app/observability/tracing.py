@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dramatiq import Middleware
@@ -55,7 +54,7 @@ from .conventions import (
     SCHEMA_URL,
 )
 from .outcomes import NON_ERROR_EXCEPTIONS_OPTION
-from .propagation import CONTEXT_OPTION, PREVIOUS_ATTEMPT_OPTION, extract, inject
+from .propagation import CONTEXT_OPTION, PREVIOUS_ATTEMPT_OPTION, extract_parent, inject
 from .telemetry import SdkConfig, configure_tracing, shutdown_tracing
 
 if TYPE_CHECKING:
@@ -75,10 +74,8 @@ _ARGUMENTS_LIMIT = 2048
 _STATUS_LIMIT = 256
 
 
-@dataclass(slots=True)
-class _ConsumerSpan:
-    span: Span
-    token: Token[Context]
+#: A delivery's consumer span and the token of the context it is current in.
+_ConsumerSpan = tuple["Span", "Token[Context]"]
 
 
 class OpenTelemetryMiddleware(Middleware):
@@ -184,7 +181,7 @@ class OpenTelemetryMiddleware(Middleware):
         message = delivery.message
         options = message.options
         carrier = options.get(CONTEXT_OPTION)
-        parent = extract(carrier) if carrier else None
+        parent, parent_span_context = extract_parent(carrier) if carrier else (None, None)
         links = None
         previous = parse_traceparent(options.get(PREVIOUS_ATTEMPT_OPTION))
         if previous is not None:
@@ -201,20 +198,25 @@ class OpenTelemetryMiddleware(Middleware):
         if self._record_arguments:
             attributes[MESSAGE_ARGUMENTS] = _arguments_text(message)
         span = self._spans.start_span(
-            f"process {delivery.queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+            f"process {delivery.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+            parent=parent_span_context,
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         delivery.span_context = span.get_span_context()
-        return _ConsumerSpan(span, token)
+        return span, token
 
     def delivery_retried(self, delivery: Delivery, state: _ConsumerSpan, message: Message[Any], *, first: bool) -> None:
         # Point the next attempt at this one (only messages that carry a creation context: one that
         # does not gets it, and a send span, from `before_enqueue` right after this).
         if CONTEXT_OPTION in message.options:
-            message.options[PREVIOUS_ATTEMPT_OPTION] = format_traceparent(state.span.get_span_context())
+            message.options[PREVIOUS_ATTEMPT_OPTION] = format_traceparent(state[0].get_span_context())
 
     def delivery_finished(self, delivery: Delivery, state: _ConsumerSpan) -> None:
-        span = state.span
+        span, token = state
         outcome = delivery.outcome
         exception = delivery.exception
         try:
@@ -234,11 +236,12 @@ class OpenTelemetryMiddleware(Middleware):
                     span.set_status(Status(StatusCode.ERROR, _status_description(final_error)))
         finally:
             span.end()
-            otel_context.detach(state.token)
+            otel_context.detach(token)
 
     def delivery_abandoned(self, delivery: Delivery, state: _ConsumerSpan) -> None:
-        state.span.end()
-        otel_context.detach(state.token)
+        span, token = state
+        span.end()
+        otel_context.detach(token)
 
     # -- helpers -----------------------------------------------------------------------------------
 
