@@ -20,12 +20,14 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -468,8 +470,49 @@ def _csv(value: str) -> list[str]:
     return [item for item in (part.strip() for part in value.split(",")) if item]
 
 
+_MODES = ("prefilled", "overlapping")
+_PARTS = ("workers", "enqueue", "scrape", "shutdown", "soak")
+
+
+def preflight(args: argparse.Namespace) -> str | None:
+    """What stops this run before it starts (one line naming it), or None: checked before anything runs."""
+    return next(_problems(args), None)
+
+
+def _problems(args: argparse.Namespace) -> Iterator[str]:
+    for option, names in (
+        ("--configs", _csv(args.configs)),
+        ("--enqueue-configs", _csv(args.enqueue_configs)),
+        ("--soak-config", [args.soak_config]),
+    ):
+        unknown = [name for name in names if name not in CONFIGS]
+        if unknown:
+            yield f"{option}: unknown configuration {unknown[0]!r} (known: {', '.join(CONFIGS)})"
+    for option, values, known in (("--modes", _csv(args.modes), _MODES), ("--skip", _csv(args.skip), _PARTS)):
+        unknown = [value for value in values if value not in known]
+        if unknown:
+            yield f"{option}: unknown value {unknown[0]!r} (known: {', '.join(known)})"
+    try:
+        counts = [int(value) for value in _csv(args.processes)]
+    except ValueError:
+        counts = [0]
+    if not counts or min(counts) < 1:
+        yield f"--processes: expected process counts of at least 1, got {args.processes!r}"
+    for option, number in (("--reps", args.reps), ("--messages", args.messages), ("--sends", args.sends)):
+        if number < 1:
+            yield f"{option}: expected at least 1, got {number}"
+    if shutil.which("redis-server") is None:
+        yield "redis-server is not on PATH: run `make services` (or `make bench`, which does)"
+    if not (REPO_ROOT / "bin" / "otelcol").exists():
+        yield "bin/otelcol is missing: run `make tools` (or `make bench`, which does)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = preflight(args)
+    if problem is not None:
+        print(f"python -m bench: {problem}", file=sys.stderr)
+        return 2
     skip = set(_csv(args.skip))
     worker_configs = [CONFIGS[name] for name in _csv(args.configs)]
     enqueue_configs = [CONFIGS[name] for name in _csv(args.enqueue_configs)]
