@@ -15,6 +15,9 @@ one saves is measured by `make bench` and written in docs/benchmarks.md, not her
 - `multiprocess_exposition`: incremental reads of the multiprocess metric files and cached
   exposition (`prometheus_client.multiprocess.MultiProcessCollector` + `generate_latest`), tested
   in `tests/worker/test_multiprocess_exposition.py`.
+- `multiprocess_values`: a delivery's metric writes straight into prometheus_client's multiprocess
+  files (`Counter.inc`, `Gauge.inc`/`dec`, `Histogram.observe` on label children in multiprocess
+  mode), tested in `tests/worker/test_fast_paths.py`.
 
 This package imports nothing else of `worker_app`.
 """
