@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 
 import dramatiq
 import pytest
@@ -295,3 +297,46 @@ def test_an_ended_light_span_warns_and_changes_nothing(caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert "Calling end() on an ended span." in messages
     assert "Setting attribute on ended span." in messages
+
+
+class _SnapshotAtEnd(SpanProcessor):
+    """Records the attributes a span has when the processors get it."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def on_end(self, span) -> None:
+        self.seen.append(dict(span.attributes))
+
+
+def test_attributes_set_while_another_thread_ends_the_span_land_before_the_end_or_not_at_all():
+    snapshots = _SnapshotAtEnd()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=100_000))
+    provider.add_span_processor(snapshots)
+    span = _starter(provider).start_span("s", context=None, kind=SpanKind.CONSUMER, attributes={})
+    assert isinstance(span, LightSpan)
+    started = threading.Barrier(5)
+
+    def set_many(thread: int) -> None:
+        started.wait(timeout=10)
+        for index in range(2_000):
+            span.set_attribute(f"t{thread}.{index}", index)
+            span.set_known_attributes({f"k{thread}.{index}": index})
+
+    threads = [threading.Thread(target=set_many, args=(thread,)) for thread in range(4)]
+    logging.disable(logging.WARNING)  # the late setters' warnings, thousands of them
+    try:
+        for thread in threads:
+            thread.start()
+        started.wait(timeout=10)
+        while len(span.attributes) < 500:  # bounded by the setters' 16,000 writes
+            time.sleep(0.001)
+        span.end()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        logging.disable(logging.NOTSET)
+    (at_end,) = snapshots.seen
+    assert 500 <= len(at_end) < 16_000
+    assert dict(span.attributes) == at_end  # nothing landed after the processors got it
+    assert not span.is_recording()

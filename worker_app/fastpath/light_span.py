@@ -23,6 +23,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from time import time_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -56,6 +57,12 @@ _PLAIN = frozenset({str, bool, int, float})
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: A span's status until someone sets one (the SDK's default is the same immutable value).
 _UNSET = Status(StatusCode.UNSET)
+#: The lock of every ended light span. A span's own lock is only needed until it ends (afterwards
+#: each setter just sees the end and refuses); dropping it at the end frees it in the thread that
+#: made it, before the span waits in the export queue. Kept to the export thread, per-span locks
+#: (memory the C allocator hands out per thread) held a worker process 0.3-0.6 MB higher.
+#: Reentrant: a setter's warning, logged under it, may reach a handler that touches another span.
+_ENDED_LOCK = threading.RLock()
 
 
 class _FromContext(enum.Enum):
@@ -226,7 +233,7 @@ class LightSpan(trace.Span, ReadableSpan):
         self._instrumentation_scope = pipeline.scope
         self._instrumentation_info = pipeline.info
         self._end_time: int | None = None
-        self._lock = threading.Lock()
+        self._lock: AbstractContextManager[Any] = threading.Lock()
         self._start_time: int | None = time_ns()
 
     def _bounded(self, attributes: Mapping[str, Any] | None) -> BoundedAttributes:
@@ -337,6 +344,7 @@ class LightSpan(trace.Span, ReadableSpan):
                 logger.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else time_ns()
+        self._lock = _ENDED_LOCK  # a setter already holding the span's own lock sees the end next
         pipeline = self._pipeline
         if pipeline.ending is not None:
             pipeline.ending(self)
