@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import MappingProxyType
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import trace_exporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
@@ -27,6 +32,7 @@ from worker_app.fastpath import otlp_encoding
 from worker_app.fastpath.light_span import LightSpan, SpanStarter
 from worker_app.fastpath.otlp_encoding import encode_spans_to_bytes
 from worker_app.observability.conventions import SCHEMA_URL
+from worker_app.observability.telemetry import CountingBatchSpanProcessor
 
 
 def _decoded(data: bytes) -> ExportTraceServiceRequest:
@@ -193,3 +199,125 @@ def test_light_spans_are_read_field_by_field_as_the_sdks_own(monkeypatch):
 
     monkeypatch.setattr(otlp_encoding, "encode_spans", no_fallback)
     assert _decoded(encode_spans_to_bytes(spans)) == expected
+
+
+# -- spans encoded as they end -------------------------------------------------------------------
+
+
+def _flat(request: ExportTraceServiceRequest) -> list[tuple[bytes, bytes, bytes]]:
+    """Each span with its resource and scope: what a collector makes of a request, whatever its grouping."""
+    return sorted(
+        (resource_spans.resource.SerializeToString(), scope_spans.scope.SerializeToString(), span.SerializeToString())
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    )
+
+
+def test_spans_encoded_one_by_one_make_the_same_request():
+    spans = _spans()
+    expected = _decoded(encode_spans(spans).SerializePartialToString())
+    encoded = [otlp_encoding.encode_span(span) for span in spans]
+    assert all(isinstance(item, otlp_encoding.EncodedSpan) for item in encoded)
+    assert _decoded(encode_spans_to_bytes(encoded)) == expected
+    # A batch may hold both: spans the processor could not encode are queued as they are.
+    mixed = [item if index % 2 else span for index, (span, item) in enumerate(zip(spans, encoded, strict=True))]
+    assert _decoded(encode_spans_to_bytes(mixed)) == expected
+
+
+def test_a_span_only_the_sdk_can_encode_is_queued_as_it_is_and_its_batch_loses_nothing():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    odd = provider.get_tracer("t").start_span("big")
+    odd._attributes._dict["huge"] = 2**70  # what a misbehaving instrumentation could leave behind
+    odd.end()
+    spans = [*_spans(), *exporter.get_finished_spans()]
+    assert otlp_encoding.encode_span(spans[-1]) is spans[-1]
+    batch = [otlp_encoding.encode_span(span) for span in spans]
+    # The SDK's encoder writes the odd span (and skips its bad attribute), ours the others: the same
+    # spans under the same resources and scopes, some resources listed twice.
+    got = _decoded(encode_spans_to_bytes(batch))
+    assert _flat(got) == _flat(_decoded(encode_spans(spans).SerializePartialToString()))
+
+
+class _Collector:
+    """An OTLP/HTTP endpoint on loopback that keeps the request bodies as they came."""
+
+    def __init__(self) -> None:
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
+
+
+@pytest.fixture
+def collector():
+    running = _Collector()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@pytest.fixture
+def fast_encoding(monkeypatch):
+    monkeypatch.setattr(trace_exporter, "encode_spans", trace_exporter.encode_spans)  # restored afterwards
+    assert otlp_encoding.use_fast_otlp_encoding()
+
+
+def test_the_batch_processor_queues_encoded_spans_and_sends_what_the_sdk_would(collector, fast_encoding):
+    processor = CountingBatchSpanProcessor(OTLPSpanExporter(endpoint=collector.endpoint))
+    reference = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(reference))
+    starter = SpanStarter(name="worker_app.tracing", version="0.1.0", schema_url=SCHEMA_URL, tracer_provider=provider)
+    for index in range(3):
+        span = starter.start_span(
+            "process jobs", context=None, kind=SpanKind.CONSUMER, attributes={"messaging.message.id": str(index)}
+        )
+        with trace.use_span(span, end_on_exit=True):
+            provider.get_tracer("user").start_span("child of the consumer span").end()  # an SDK span
+    try:
+        assert [type(item) for item in processor._span_queue] == [otlp_encoding.EncodedSpan] * 6
+        assert processor.force_flush(5000)
+    finally:
+        provider.shutdown()
+    spans = reference.get_finished_spans()
+    assert {type(span) for span in spans} == {LightSpan, ReadableSpan}
+    sent = [span for body in collector.bodies for span in _flat(_decoded(body))]
+    assert sorted(sent) == _flat(_decoded(encode_spans(spans).SerializePartialToString()))
+
+
+def test_only_the_sdks_otlp_http_exporter_with_the_fast_encoder_gets_encoded_spans(monkeypatch, fast_encoding):
+    class Reading(OTLPSpanExporter):
+        """A subclass may read the spans it is given."""
+
+    assert otlp_encoding.span_encoder(OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")) is not None
+    assert otlp_encoding.span_encoder(Reading(endpoint="http://127.0.0.1:9/v1/traces")) is None
+    assert otlp_encoding.span_encoder(InMemorySpanExporter()) is None
+    monkeypatch.setattr(trace_exporter, "encode_spans", encode_spans)  # an SDK that encodes its own way
+    assert otlp_encoding.span_encoder(OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")) is None
+    processor = CountingBatchSpanProcessor(InMemorySpanExporter())
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("kept as it is").end()
+    assert [type(item) for item in processor._span_queue] == [ReadableSpan]
+    provider.shutdown()
+
+
+def test_a_span_the_encoder_fails_on_is_left_to_the_export_thread_not_raised_in_end():
+    broken = ReadableSpan("built by hand without a context")
+    assert otlp_encoding.encode_span(broken) is broken

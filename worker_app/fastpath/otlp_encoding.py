@@ -12,14 +12,19 @@ scope, attribute keys) is encoded once. `tests/worker/test_otlp_encoding.py` che
 decodes to exactly what the SDK's encoder produces, field by field, for every kind of value.
 
 Anything this encoder does not expect (a value type the SDK would reject, a string that is not valid
-UTF-8, an integer out of int64 range) makes it hand the whole batch to the SDK's encoder, which
+UTF-8, an integer out of int64 range) makes it hand the batch's spans to the SDK's encoder, which
 has the reference behaviour for those cases (log and skip the attribute).
+
+Spans can also be encoded one by one as they end (`span_encoder`), in the thread that ended them,
+and queued as `EncodedSpan`s: a batch of those is then only joined. The span is encoded while its
+memory is still in the CPU's caches, and freed right away by the thread that made it, where a queued
+span would wait (with its attribute dict and context) for the export thread to free it.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
@@ -272,6 +277,30 @@ def _link(link: Any) -> bytes:
     return _field(b"\x6a", payload)
 
 
+class EncodedSpan:
+    """A finished span in wire format (`ScopeSpans.spans`), with what the batch encoder groups it by.
+
+    What `span_encoder` hands to the batch processor in place of the span: `context` is the span's
+    (the processor reads its sampled flag), `resource` and `instrumentation_scope` are the span's.
+    """
+
+    __slots__ = ("context", "data", "instrumentation_scope", "resource")
+
+    def __init__(self, span: ReadableSpan, data: bytes) -> None:
+        self.context = span.context
+        self.resource = span.resource
+        self.instrumentation_scope = span.instrumentation_scope
+        self.data = data
+
+
+def encode_span(span: ReadableSpan) -> ReadableSpan | EncodedSpan:
+    """`span` in wire format, or `span` itself where only the SDK's encoder knows what to do with it."""
+    try:
+        return EncodedSpan(span, _span(span))
+    except Exception:  # never in the caller's `end()`: the export thread meets it, as before
+        return span
+
+
 # Resources and scopes are shared by every span of a provider and a tracer: encode each once.
 _resource_cache: dict[int, tuple[Any, bytes]] = {}
 _scope_cache: dict[int, tuple[Any, bytes]] = {}
@@ -295,15 +324,19 @@ def _scope_bytes(scope: Any) -> bytes:
     return _field(b"\x0a", _encode_instrumentation_scope(scope).SerializePartialToString())
 
 
-def encode_spans_to_bytes(spans: Sequence[ReadableSpan]) -> bytes:
+def encode_spans_to_bytes(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
     """An `ExportTraceServiceRequest` holding `spans`, serialised."""
     try:
         return _encode(spans)
     except _Unsupported:
-        return bytes(encode_spans(spans).SerializePartialToString())
+        encoded = [span for span in spans if isinstance(span, EncodedSpan)]
+        others = [span for span in spans if not isinstance(span, EncodedSpan)]
+        # Two requests written one after the other are one request holding the resource spans of
+        # both: protobuf merges a repeated field by concatenation.
+        return (_encode(encoded) if encoded else b"") + bytes(encode_spans(others).SerializePartialToString())
 
 
-def _encode(spans: Sequence[ReadableSpan]) -> bytes:
+def _encode(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
     # Group by resource and scope as the SDK does (equal resources together), hashing each distinct
     # object once: Resource.__hash__ serialises all its attributes to JSON.
     by_identity: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
@@ -315,7 +348,7 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
             if group is None:
                 group = by_identity[(id(resource), id(scope))] = (resource, scope, [])
             last_resource, last_scope, current = resource, scope, group[2]
-        current.append(_span(span))
+        current.append(span.data if span.__class__ is EncodedSpan else _span(span))  # type: ignore[arg-type]
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
     for resource, scope, encoded in by_identity.values():
         by_scope = grouped.setdefault(resource, {})
@@ -346,7 +379,7 @@ class _Encoded:
         return self._data
 
 
-def _fast_encode_spans(spans: Sequence[ReadableSpan]) -> Any:
+def _fast_encode_spans(spans: Sequence[ReadableSpan | EncodedSpan]) -> Any:
     return _Encoded(encode_spans_to_bytes(spans))
 
 
@@ -368,3 +401,21 @@ def use_fast_otlp_encoding() -> bool:
         return False
     trace_exporter.encode_spans = _fast_encode_spans  # type: ignore[attr-defined,assignment]
     return True
+
+
+def span_encoder(exporter: object) -> Callable[[ReadableSpan], ReadableSpan | EncodedSpan] | None:
+    """`encode_span` when `exporter` sends what it is given with `encode_spans_to_bytes`, else None.
+
+    That is the SDK's own OTLP/HTTP span exporter (not a subclass: one may read the spans it is given)
+    while `use_fast_otlp_encoding` is in place; any other exporter needs the spans themselves.
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter  # noqa: PLC0415
+    except ImportError:
+        return None
+    if (
+        type(exporter) is trace_exporter.OTLPSpanExporter
+        and getattr(trace_exporter, "encode_spans", None) is _fast_encode_spans
+    ):
+        return encode_span
+    return None
