@@ -211,6 +211,11 @@ _CATEGORIES = (
     ),
     ("span export thread: HTTP to the collector, retries", ("BatchProcessor.worker",), ()),
     (
+        "span encoding as each span ends (in the thread that ends it)",
+        ("CountingBatchSpanProcessor.on_end",),
+        ("otlp_encoding",),
+    ),
+    (
         "tracing middleware hooks (ours + the OTel SDK under them)",
         (
             "worker_app/observability/tracing.py",
