@@ -46,6 +46,8 @@ class OtlpReceiver:
 
     def __init__(self, *, port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
+        #: every request as it came, for comparisons field by field
+        self.requests: list[ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
         self._port = port
         self._server: _ReusableServer | None = None
@@ -104,6 +106,7 @@ class OtlpReceiver:
                     )
         with self._lock:
             self.spans.extend(received)
+            self.requests.append(request)
 
     def snapshot(self) -> list[ReceivedSpan]:
         with self._lock:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import MappingProxyType
 
 import pytest
@@ -33,6 +31,7 @@ from worker_app.fastpath.light_span import LightSpan, SpanStarter
 from worker_app.fastpath.otlp_encoding import encode_spans_to_bytes
 from worker_app.observability.conventions import SCHEMA_URL
 from worker_app.observability.telemetry import CountingBatchSpanProcessor
+from wp_devsupport.otlp_receiver import OtlpReceiver
 
 
 def _decoded(data: bytes) -> ExportTraceServiceRequest:
@@ -241,34 +240,11 @@ def test_a_span_only_the_sdk_can_encode_is_queued_as_it_is_and_its_batch_loses_n
     assert _flat(got) == _flat(_decoded(encode_spans(spans).SerializePartialToString()))
 
 
-class _Collector:
-    """An OTLP/HTTP endpoint on loopback that keeps the request bodies as they came."""
-
-    def __init__(self) -> None:
-        bodies = self.bodies = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
-
-
 @pytest.fixture
 def collector():
-    running = _Collector()
-    yield running
-    running.server.shutdown()
-    running.server.server_close()
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture
@@ -278,7 +254,7 @@ def fast_encoding(monkeypatch):
 
 
 def test_the_batch_processor_queues_encoded_spans_and_sends_what_the_sdk_would(collector, fast_encoding):
-    processor = CountingBatchSpanProcessor(OTLPSpanExporter(endpoint=collector.endpoint))
+    processor = CountingBatchSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.endpoint}/v1/traces"))
     reference = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -297,7 +273,7 @@ def test_the_batch_processor_queues_encoded_spans_and_sends_what_the_sdk_would(c
         provider.shutdown()
     spans = reference.get_finished_spans()
     assert {type(span) for span in spans} == {LightSpan, ReadableSpan}
-    sent = [span for body in collector.bodies for span in _flat(_decoded(body))]
+    sent = [span for request in collector.requests for span in _flat(request)]
     assert sorted(sent) == _flat(_decoded(encode_spans(spans).SerializePartialToString()))
 
 
