@@ -392,6 +392,15 @@ def _backlog(run: Run, source: str, unreachable: str) -> None:
         return all(run.firing(a, **labels) for a, (phase, labels) in FIRES_IN.items() if phase == "backlog")
 
     _wait_for_alerts(run, backlog_alerts, HOLD_SECONDS - 2, "backlog alerts firing")
+    # The rules read the kubernetes-labelled job; the stack's own job scrapes on a tick of its own, so its
+    # last sample can still be from before the backlog was queued: wait for one taken with it queued.
+    _wait_for(
+        stack,
+        f'sum(dramatiq_queue_depth{{job="{PLAIN_JOB}",queue="ping",state="ready"}})',
+        lambda v: v and v[0] > 0,
+        3 * SCRAPE_TIMEOUT_SECONDS,
+        "the stack's own job scraped the backlog",
+    )
     run.record("backlog")
 
 
