@@ -99,14 +99,18 @@ def test_same_request_as_the_sdk_encoder():
     assert _decoded(encode_spans_to_bytes(spans)) == expected
 
 
-def test_values_the_sdk_skips_fall_back_to_the_sdk_encoder():
+def _span_only_the_sdk_encodes() -> ReadableSpan:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     span = provider.get_tracer("t").start_span("big")
     span._attributes._dict["huge"] = 2**70  # what a misbehaving instrumentation could leave behind
     span.end()
-    spans = exporter.get_finished_spans()
+    return exporter.get_finished_spans()[0]
+
+
+def test_values_the_sdk_skips_fall_back_to_the_sdk_encoder():
+    spans = [_span_only_the_sdk_encodes()]
     assert _decoded(encode_spans_to_bytes(spans)) == _decoded(encode_spans(spans).SerializePartialToString())
 
 
@@ -225,13 +229,7 @@ def test_spans_encoded_one_by_one_make_the_same_request():
 
 
 def test_a_span_only_the_sdk_can_encode_is_queued_as_it_is_and_its_batch_loses_nothing():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    odd = provider.get_tracer("t").start_span("big")
-    odd._attributes._dict["huge"] = 2**70  # what a misbehaving instrumentation could leave behind
-    odd.end()
-    spans = [*_spans(), *exporter.get_finished_spans()]
+    spans = [*_spans(), _span_only_the_sdk_encodes()]
     assert otlp_encoding.encode_span(spans[-1]) is spans[-1]
     batch = [otlp_encoding.encode_span(span) for span in spans]
     # The SDK's encoder writes the odd span (and skips its bad attribute), ours the others: the same
