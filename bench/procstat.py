@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,64 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def busy_fraction_since(previous: tuple[int, int] | None = None) -> tuple[float | None, tuple[int, int]]:
-    """Fraction of all CPUs busy since `previous` (from /proc/stat); returns it and the new mark."""
+@dataclass(frozen=True)
+class LoadMark:
+    """The machine's CPU ticks (all CPUs, from /proc/stat) and the CPU seconds the run itself had used."""
+
+    total_ticks: int
+    idle_ticks: int
+    own_seconds: float
+
+
+@dataclass(frozen=True)
+class Load:
+    """Between two marks: the fraction of all CPUs that were busy, and of those, busy outside the run."""
+
+    busy: float
+    outside: float
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """Clock ticks of all CPUs since boot (/proc/stat): in all, and idle (idle + iowait)."""
     values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    mark = (total, idle)
-    if previous is None or total == previous[0]:
-        return None, mark
-    return 1 - (idle - previous[1]) / (total - previous[0]), mark
+    return sum(values[:8]), values[3] + values[4]
+
+
+def own_cpu_seconds(live: Iterable[int] = ()) -> float:
+    """CPU seconds of this process, of its children it has waited for (and theirs), and of `live` pids.
+
+    `live`: descendants still running (the run's Redis and collector); every other process the run
+    starts has been waited for by the time a repetition ends, so `os.times()` counts it.
+    """
+    times = os.times()
+    seconds = times.user + times.system + times.children_user + times.children_system
+    for pid in live:
+        try:
+            seconds += usage(pid).cpu_seconds
+        except OSError:  # gone: once waited for, it is in the children's times
+            continue
+    return seconds
+
+
+def load_since(previous: LoadMark | None, live: Iterable[int] = ()) -> tuple[Load | None, LoadMark]:
+    """The load since `previous` (None on the first call); returns it and the new mark.
+
+    What the run did not use of the busy time is other work on the machine: it competes with the
+    benchmark for the same cores and caches, and inflates CPU per message (more for configurations
+    that hold the GIL longer), so a report says how much there was.
+    """
+    total, idle = cpu_ticks()
+    mark = LoadMark(total_ticks=total, idle_ticks=idle, own_seconds=own_cpu_seconds(live))
+    return (None if previous is None else load_between(previous, mark)), mark
+
+
+def load_between(previous: LoadMark, mark: LoadMark) -> Load | None:
+    """The load from `previous` to `mark`; None when no tick passed."""
+    elapsed_ticks = mark.total_ticks - previous.total_ticks
+    if elapsed_ticks <= 0:
+        return None
+    busy_ticks = elapsed_ticks - (mark.idle_ticks - previous.idle_ticks)
+    own_ticks = (mark.own_seconds - previous.own_seconds) * _TICKS
+    busy = busy_ticks / elapsed_ticks
+    # Clamped: tick counts and process times are sampled a moment apart.
+    return Load(busy=busy, outside=min(max((busy_ticks - own_ticks) / elapsed_ticks, 0.0), busy))

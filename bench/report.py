@@ -20,6 +20,9 @@ SOAK_GROWTH_GOAL_MB = 1.0
 SCRAPE_GOAL_MS = 20.0
 RSS_GOAL_MB = 15.0
 SHUTDOWN_GOAL_S = 5.0
+#: Share of all CPUs that other work (outside the run's own processes) may take in a repetition before
+#: the report warns that the run's CPU ratios read high.
+BUSY_OUTSIDE_WARNING = 0.10
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -305,6 +308,27 @@ def _fmt(stats: dict[str, float] | None, digits: int = 0, suffix: str = "") -> s
     return f"{stats['median']:,.{digits}f}{suffix} ({stats['min']:,.{digits}f}-{stats['max']:,.{digits}f})"
 
 
+def load_lines(results: dict[str, Any]) -> list[str]:
+    """How busy the machine was per repetition, and a warning when other work took a share of it."""
+    loads = [entry for entry in results.get("load", []) if entry.get("busy_fraction") is not None]
+    if not loads:
+        return []
+    busy = ", ".join(f"{entry['busy_fraction'] * 100:.0f}%" for entry in loads)
+    outside = [entry["outside_fraction"] for entry in loads if entry.get("outside_fraction") is not None]
+    of_which = f" (of which other work: {', '.join(f'{value * 100:.0f}%' for value in outside)})" if outside else ""
+    lines = [
+        f"Load: CPUs busy per repetition (this run included) {busy}{of_which}; load average at the end "
+        f"{' / '.join(f'{value:.2f}' for value in results['load_average_at_end'])}."
+    ]
+    if any(value > BUSY_OUTSIDE_WARNING for value in outside):
+        lines.append(
+            f"**Other work used more than {BUSY_OUTSIDE_WARNING:.0%} of the CPUs in a repetition: it competes for "
+            "the same cores and caches, and the CPU ratios of this run read high. Rerun on a quiet machine before "
+            "deciding on them.**"
+        )
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     summary = results["summary"]
     env = results["environment"]
@@ -319,13 +343,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{env['opentelemetry_exporter_otlp_proto_http']}), prometheus_client {env['prometheus_client']}, "
         f"redis-py {env['redis_py']}, Redis server {env['redis_server']}, collector {env['otelcol']}."
     )
-    loads = [entry for entry in results.get("load", []) if entry.get("busy_fraction") is not None]
-    if loads:
-        busy = ", ".join(f"{entry['busy_fraction'] * 100:.0f}%" for entry in loads)
-        out.append(
-            f"Load: CPUs busy per repetition (this run included) {busy}; load average at the end "
-            f"{' / '.join(f'{value:.2f}' for value in results['load_average_at_end'])}."
-        )
+    out += load_lines(results)
     out.append(
         f"Settings: {settings['messages']:,} messages per worker run, {settings['threads']} threads per process, "
         f"{settings['reps']} repetitions interleaved, {settings['sends']:,} timed sends per enqueue run. "

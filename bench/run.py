@@ -551,7 +551,6 @@ def main(argv: list[str] | None = None) -> int:
         "failures": [],
         "load": [],
     }
-    _, busy_mark = procstat.busy_fraction_since()
 
     def progress(text: str) -> None:
         print(
@@ -561,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     redis_server = RedisServer(workdir / "redis")
     collector = BenchCollector(workdir)
     bench = Bench(workdir, redis_server, collector, extras)
+    live = (redis_server.process.pid, collector.process.pid)  # the run's own, alive for the whole run
+    _, load_mark = procstat.load_since(None, live)
     try:
         for rep in range(1, args.reps + 1):
             if "workers" not in skip:
@@ -589,8 +590,15 @@ def main(argv: list[str] | None = None) -> int:
                     run = bench.enqueue_run(config, args.sends, rep)
                     results["enqueue_runs"].append(run)
                     progress(f"  {run['wall_us_per_send']:.0f} us/send, {run['cpu_us_per_send']:.0f} us CPU/send")
-            busy, busy_mark = procstat.busy_fraction_since(busy_mark)
-            results["load"].append({"rep": rep, "busy_fraction": busy, "loadavg": procstat.load_average()})
+            load, load_mark = procstat.load_since(load_mark, live)
+            results["load"].append({
+                "rep": rep,
+                "busy_fraction": load and load.busy,
+                "outside_fraction": load and load.outside,
+                "loadavg": procstat.load_average(),
+            })  # fmt: skip
+            if load is not None and load.outside > report.BUSY_OUTSIDE_WARNING:
+                progress(f"  other work used {load.outside:.0%} of the CPUs in this repetition: see the report")
         if "scrape" not in skip:
             progress("scrape: 20 queues, 50 actors, 2 worker processes")
             results["scrape"] = bench.scrape_run()
