@@ -33,41 +33,53 @@ class DirectHooks:
 
     middleware: list[Middleware]
     logger: Any
-    _hooks: dict[str, _Hooks]
+    #: Per signal (without its `before_`/`after_` prefix), the middleware implementing the hook and
+    #: its bound method, in calling order (the after-hooks reversed already). Made by `_resolve`, and
+    #: read only while `_hooks_len` is the number of middleware they were made for.
+    _before: dict[str, _Hooks]
+    _after: dict[str, _Hooks]
     _hooks_len = -1
 
     def add_middleware(self, middleware: Middleware, **where: Any) -> None:
         super().add_middleware(middleware, **where)  # type: ignore[misc]
         self._hooks_len = -1
 
-    def _hooks_of(self, signal: str) -> _Hooks:
+    def _resolve(self, prefix: str, signal: str) -> _Hooks:
+        """The hooks of `prefix + signal`, recorded in their table (both tables rebuilt when the middleware changed)."""
         if self._hooks_len != len(self.middleware):  # a middleware was added since
-            self._hooks = {}
+            self._before, self._after = {}, {}
             self._hooks_len = len(self.middleware)
-        hooks = self._hooks.get(signal)
-        if hooks is None:
-            base = getattr(Middleware, signal, None)
-            hooks = self._hooks[signal] = tuple(
-                (middleware, getattr(middleware, signal))
-                for middleware in self.middleware
-                if getattr(type(middleware), signal, None) is not base or signal in getattr(middleware, "__dict__", ())
-            )
+        name = prefix + signal
+        base = getattr(Middleware, name, None)
+        hooks = tuple(
+            (middleware, getattr(middleware, name))
+            for middleware in self.middleware
+            if getattr(type(middleware), name, None) is not base or name in getattr(middleware, "__dict__", ())
+        )
+        if prefix == "after_":
+            hooks = self._after[signal] = hooks[::-1]
+        else:
+            self._before[signal] = hooks
         return hooks
 
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        signal = "before_" + signal
-        for middleware, hook in self._hooks_of(signal):
+        hooks = self._before.get(signal) if self._hooks_len == len(self.middleware) else None
+        if hooks is None:  # first use of the signal, or a middleware was added since
+            hooks = self._resolve("before_", signal)
+        for middleware, hook in hooks:
             try:
                 hook(self, *args, **kwargs)
             except MiddlewareError:
                 raise
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+                self.logger.critical("Unexpected failure in before_%s of %r.", signal, middleware, exc_info=True)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        signal = "after_" + signal
-        for middleware, hook in reversed(self._hooks_of(signal)):
+        hooks = self._after.get(signal) if self._hooks_len == len(self.middleware) else None
+        if hooks is None:
+            hooks = self._resolve("after_", signal)
+        for middleware, hook in hooks:
             try:
                 hook(self, *args, **kwargs)
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+                self.logger.critical("Unexpected failure in after_%s of %r.", signal, middleware, exc_info=True)
