@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 
@@ -269,6 +271,52 @@ def test_the_sdks_own_spans_when_its_internal_span_metrics_are_on(value, light):
 def test_a_provider_that_is_not_the_sdks_gets_its_own_spans():
     span = _starter(trace.NoOpTracerProvider()).start_span("s", context=None, kind=SpanKind.PRODUCER, attributes={})
     assert isinstance(span, trace.NonRecordingSpan)
+
+
+#: Run in a fresh interpreter: the API sets the global provider once per process.
+_GLOBAL_SET_LATER = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from worker_app.fastpath.light_span import LightSpan, SpanStarter
+import json
+
+starter = SpanStarter(name="worker_app", version="1", schema_url="")
+def start():
+    return starter.start_span("s", context=None, kind=SpanKind.PRODUCER, attributes={})
+before = [type(start()).__name__ for _ in range(2)]  # the global is still the API's proxy
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+after = [start() for _ in range(2)]
+for span in after:
+    span.end()
+trace.set_tracer_provider(TracerProvider())  # refused by the API: the first one stays
+last = start()
+last.end()
+print(json.dumps({
+    "before": before,
+    "after": [type(span).__name__ for span in after],
+    "last": type(last).__name__,
+    "exported": len(exporter.get_finished_spans()),
+}))
+"""
+
+
+def test_a_global_provider_set_after_the_starter_is_used_from_then_on():
+    result = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_SET_LATER], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == {
+        "before": ["NonRecordingSpan", "NonRecordingSpan"],  # no SDK yet: the API's no-op spans
+        "after": ["LightSpan", "LightSpan"],
+        "last": "LightSpan",  # still the first provider's pipeline: the API kept it
+        "exported": 3,
+    }
 
 
 def test_an_ended_light_span_warns_and_changes_nothing(caplog):

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from time import time_ns
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -46,9 +46,6 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 )
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import Span as SdkSpan
 
 logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK's own warnings, under its name
 
@@ -127,6 +124,9 @@ class SpanStarter:
         self._light = light
         self._seen: trace.TracerProvider | None = None
         self._pipeline: _Pipeline | None = None
+        #: The provider can no longer change: the one given, or the global once set (the API sets it
+        #: once per process); until then the global is the API's proxy and is looked up per span.
+        self._final = False
 
     def start_span(
         self,
@@ -143,7 +143,7 @@ class SpanStarter:
         `parent` is the span context of `context`'s current span when the caller already holds it
         (as `propagation.extract_parent` gives it; None: there is none), so it is not looked up again.
         """
-        pipeline = self._resolve()
+        pipeline = self._pipeline if self._final else self._resolve()
         if pipeline is None or not pipeline.enabled():
             return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links)
         if parent is FROM_CONTEXT:
@@ -177,7 +177,7 @@ class SpanStarter:
             pipeline=pipeline,
         )
         # Processors get it as the SDK's span (it reads like one: a ReadableSpan and an API Span).
-        pipeline.processor.on_start(cast("SdkSpan", span), parent_context=context)
+        pipeline.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
     def _resolve(self) -> _Pipeline | None:
@@ -192,6 +192,8 @@ class SpanStarter:
             if type(tracer) is SdkTracer and isinstance(limits, SpanLimits):
                 scope = InstrumentationScope(name, version, schema_url, None)
                 self._pipeline = _Pipeline(tracer, scope, limits)
+        # Last, once the pipeline is in place: a thread that sees it final reads that pipeline.
+        self._final = self._given is not None or not isinstance(provider, trace.ProxyTracerProvider)
         return self._pipeline
 
 
