@@ -97,8 +97,8 @@ def load_since(previous: LoadMark | None, live: Iterable[int] = ()) -> tuple[Loa
     """The load since `previous` (None on the first call); returns it and the new mark.
 
     What the run did not use of the busy time is other work on the machine: it competes with the
-    benchmark for the same cores and caches, and inflates CPU per message (more for configurations
-    that hold the GIL longer), so a report says how much there was.
+    benchmark for the same cores and caches and can move CPU per message, so a report says how much
+    there was (a run with none still spreads by up to 0.35 x bare between runs: docs/benchmarks.md).
     """
     total, idle = cpu_ticks()
     mark = LoadMark(total_ticks=total, idle_ticks=idle, own_seconds=own_cpu_seconds(live))

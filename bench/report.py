@@ -323,8 +323,8 @@ def load_lines(results: dict[str, Any]) -> list[str]:
     if any(value > BUSY_OUTSIDE_WARNING for value in outside):
         lines.append(
             f"**Other work used more than {BUSY_OUTSIDE_WARNING:.0%} of the CPUs in a repetition: it competes for "
-            "the same cores and caches, and the CPU ratios of this run read high. Rerun on a quiet machine before "
-            "deciding on them.**"
+            "the same cores and caches, so this run's CPU ratios are not comparable with a quiet run's. Rerun on a "
+            "quiet machine before deciding on them.**"
         )
     return lines
 
