@@ -21,7 +21,7 @@ SCRAPE_GOAL_MS = 20.0
 RSS_GOAL_MB = 15.0
 SHUTDOWN_GOAL_S = 5.0
 #: Share of all CPUs that other work (outside the run's own processes) may take in a repetition before
-#: the report warns that the run's CPU ratios read high.
+#: the report warns that the run's CPU ratios are not comparable with a quiet run's.
 BUSY_OUTSIDE_WARNING = 0.10
 
 

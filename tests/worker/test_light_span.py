@@ -280,7 +280,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from worker_app.fastpath.light_span import LightSpan, SpanStarter
+from worker_app.fastpath.light_span import SpanStarter
 import json
 
 starter = SpanStarter(name="worker_app", version="1", schema_url="")
