@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import select
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -85,7 +87,10 @@ class TestThreadConnections:
             finally:
                 os._exit(0)
         os.close(writer)
-        child_id = int(os.read(reader, 64) or b"0")
+        ready, _, _ = select.select([reader], [], [], 10)
+        if not ready:  # never hang the suite on a stuck child
+            os.kill(pid, signal.SIGKILL)
+        child_id = int(os.read(reader, 64) or b"0") if ready else 0
         os.close(reader)
         os.waitpid(pid, 0)
         assert child_id not in (0, parent_id)
