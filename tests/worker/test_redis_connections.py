@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import select
 import signal
@@ -18,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from worker_app.observability.metrics import PrometheusMetrics
 from worker_app.runtime.broker import build_broker, redis_client
-from worker_app.runtime.redis_connections import ThreadConnections
+from worker_app.runtime.redis_connections import ConnectionStack
 from worker_app.runtime.redis_delivery import LosslessRedisBroker
 from worker_app.runtime.settings import Settings
 from wp_devsupport.processes import wait_until
@@ -40,50 +39,67 @@ def in_thread(call: Callable[[], Any]) -> Any:
     return result[0]
 
 
-class TestThreadConnections:
-    def test_each_thread_keeps_its_own_connection(self, client):
-        connections = ThreadConnections(client=client)
+def client_id(keys: list[Any], args: list[Any], client: redis.Redis | None = None) -> int:
+    """Stands in for a Lua script (which may not run CLIENT ID): the id of the connection it is given."""
+    assert client is not None
+    return int(client.client_id())
 
-        def two_ids() -> tuple[int, int]:
-            return connections.client().client_id(), connections.client().client_id()
 
-        first, second = in_thread(two_ids)
-        assert first == second  # the same connection for every command of the thread
-        assert connections.client() is connections.client()
+def current_id(connections: ConnectionStack) -> int:
+    """The id of the connection the stack hands the next command."""
+    return int(connections.run(client_id, keys=[], args=[]))  # type: ignore[arg-type]
 
-    def test_threads_running_at_once_never_share_one(self, client):
-        connections = ThreadConnections(client=client)
-        barrier = threading.Barrier(4)
+
+class TestConnectionStack:
+    def test_commands_one_after_another_share_one_connection_whatever_the_thread(self, client):
+        connections = ConnectionStack(client=client)
+        first = current_id(connections)
+        # Threads that come and go (an API's request threads) take the idle one: no new connection.
+        assert [in_thread(lambda: current_id(connections)) for _ in range(5)] == [first] * 5
+        assert current_id(connections) == first
+        assert connections.idle() == 1
+
+    def test_commands_at_the_same_time_never_share_one(self, client):
+        connections = ConnectionStack(client=client)
+        # Four commands take their connections before any of them gives one back.
+        everyone_took = threading.Barrier(4)
+        take = connections._idle.pop
+
+        class Idle(list):  # type: ignore[type-arg]
+            def pop(self, *args: Any) -> Any:
+                try:
+                    return take(*args)
+                finally:
+                    everyone_took.wait(5)
+
+        connections._idle = Idle()
         ids: list[int] = []
-
-        def run() -> None:
-            own = connections.client()
-            barrier.wait(5)  # all four hold theirs at the same time
-            ids.append(own.client_id())
-
-        threads = [threading.Thread(target=run) for _ in range(4)]
+        threads = [threading.Thread(target=lambda: ids.append(current_id(connections))) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
         assert len(set(ids)) == 4
+        assert connections.idle() == 4  # all four back, for the commands that follow
 
-    def test_a_finished_threads_connection_goes_back_to_the_pool(self, client):
-        connections = ThreadConnections(client=client)
-        first = in_thread(lambda: connections.client().client_id())
-        gc.collect()
-        # The next thread is handed the connection the first one gave back (not a new one).
-        assert in_thread(lambda: connections.client().client_id()) == first
-        assert client.client_id() == first  # the shared client's pool has it too
+    def test_a_command_that_raised_leaves_its_connection_closed(self, client):
+        connections = ConnectionStack(client=client)
+        failing = client.register_script("return redis.error_reply('no')")
+        first = current_id(connections)
+        with pytest.raises(redis.ResponseError):
+            connections.run(failing, keys=[], args=[])
+        assert connections.idle() == 0  # not handed to the next command...
+        assert first not in {entry["id"] for entry in client.client_list()}  # ...and closed
+        assert current_id(connections) != first
 
     def test_a_forked_child_opens_its_own_and_leaves_the_parents_alone(self, client):
-        connections = ThreadConnections(client=client)
-        parent_id = connections.client().client_id()
+        connections = ConnectionStack(client=client)
+        parent_id = current_id(connections)
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report the id of its connection, then leave without cleanup
             try:
-                os.write(writer, str(connections.client().client_id()).encode())
+                os.write(writer, str(current_id(connections)).encode())
             finally:
                 os._exit(0)
         os.close(writer)
@@ -95,25 +111,26 @@ class TestThreadConnections:
         os.waitpid(pid, 0)
         assert child_id not in (0, parent_id)
         # The parent's socket was not shut down by the child (same connection, still answering).
-        assert connections.client().client_id() == parent_id
+        assert current_id(connections) == parent_id
 
-    def test_a_killed_connection_is_opened_again_on_the_next_command(self, redis_server):
-        connections = ThreadConnections(client=redis_client(Settings.from_env({"REDIS_URL": redis_server.url})))
-        own = connections.client()
-        killed = own.client_id()
+    def test_a_connection_redis_closed_is_opened_again_on_the_next_command(self, redis_server):
+        shared = redis_client(Settings.from_env({"REDIS_URL": redis_server.url}))
+        connections = ConnectionStack(client=shared)
+        killed = current_id(connections)
         redis.Redis(host="127.0.0.1", port=redis_server.port).client_kill_filter(_id=killed)
-        assert own.ping()  # redis-py's retry reconnects, as with a pooled connection
-        assert own.client_id() != killed
-        assert connections.client() is own
+        # Not probed before the command: redis-py's retry opens it again and sends the script again.
+        assert current_id(connections) not in (0, killed)
+        assert connections.idle() == 1
 
     def test_a_client_that_is_not_plain_redis_is_used_as_it_is(self, client):
         class Custom(redis.Redis):
             pass
 
         custom = Custom(connection_pool=client.connection_pool)
-        connections = ThreadConnections(client=custom)
-        assert connections.client() is custom
-        assert in_thread(connections.client) is custom
+        connections = ConnectionStack(client=custom)
+        one = custom.register_script("return 1")
+        assert connections.run(one, keys=[], args=[]) == 1  # on the client's own pool
+        assert connections.idle() == 0
 
 
 @pytest.fixture
@@ -128,7 +145,7 @@ def broker(redis_server) -> Iterator[LosslessRedisBroker]:
 
 
 class TestBrokerConnections:
-    def test_acks_do_not_check_a_connection_out_per_message(self, broker, monkeypatch):
+    def test_deliveries_open_connections_per_thread_at_most_not_per_message(self, broker, monkeypatch):
         done: list[int] = []
 
         @dramatiq.actor(broker=broker, queue_name="connections")
@@ -156,12 +173,12 @@ class TestBrokerConnections:
         finally:
             worker.stop(timeout=5_000)
         assert sorted(done) == list(range(messages))
-        # Each worker thread (which acks) and consumer thread (which fetches) checked a connection out
-        # once, however many messages it handled: with the pool per command it was one per message.
-        delivery_threads = {key: count for key, count in checkouts.items() if key[0] in _DELIVERY_THREADS}
-        assert delivery_threads, checkouts
-        assert set(delivery_threads.values()) == {1}, checkouts
-        assert sum(1 for name, _ in delivery_threads if name == "WorkerThread") <= threads
+        # A connection is opened only when every one is in use: at most one per thread that runs the
+        # broker's scripts at once (worker threads ack, consumers fetch), however many messages they
+        # handled; with the pool per command it was one checkout per message.
+        opened = sum(count for (name, _), count in checkouts.items() if name in _DELIVERY_THREADS)
+        assert 1 <= opened <= threads + len(worker.consumers), checkouts
+        assert broker._connections.idle() >= opened  # every one given back
 
 
 #: Dramatiq's thread classes that run deliveries: the worker threads and the queues' consumers.

@@ -46,9 +46,8 @@ Where each part lives (in `worker_app/runtime/`; in Dramatiq, all of it would be
 - `redis_consumer.py`: `LosslessRedisConsumer`: fetches with ids, delivers or buries each message,
   acks with the deferred retries, returns what it holds on close (fixes 1, 2, 3).
 - `redis_scripts.py`: the Lua scripts (`fetch`, `bury`, `settle`, `reclaim`, `forget`).
-- `redis_connections.py`: `ThreadConnections`, a connection of its own per thread for the delivery
-  commands (not a fix: it saves the pool checkout of each command, about 40% of the context switches of a
-  message).
+- `redis_connections.py`: `ConnectionStack`, the connections the scripts run on, without the pool
+  checkout of each command (not a fix: it was about 40% of the context switches of a message).
 - `recovery.py`: `RecoverySchedule`, the middleware that runs the recovery on a clock (fixes 4, 5);
   in Dramatiq, the same clock would drive the broker's maintenance.
 - `message_decoding.py`: `decode_message` and the reasons for refusing a message (fix 3).

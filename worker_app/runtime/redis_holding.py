@@ -22,7 +22,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.message import Message
 
-from .redis_connections import ThreadConnections
+from .redis_connections import ConnectionStack
 from .redis_scripts import SCRIPTS
 
 logger = logging.getLogger("worker_app.delivery")
@@ -81,7 +81,7 @@ class HoldingRedisBroker(RedisBroker):
         timeout_seconds = self.heartbeat_timeout / 1000
         self.recovery_interval = recovery_interval or min(DEFAULT_RECOVERY_INTERVAL, timeout_seconds / 4)
         self._lua = {name: self.client.register_script(source) for name, source in SCRIPTS.items()}
-        self._connections = ThreadConnections(client=self.client)
+        self._connections = ConnectionStack(client=self.client)
         self._held: dict[str, set[str]] = {}
         self._held_lock = threading.Lock()
         self._local = threading.local()
@@ -116,10 +116,7 @@ class HoldingRedisBroker(RedisBroker):
             )
 
     def _run(self, command: str, queue_name: str, *args: Any) -> Any:
-        """Dramatiq's dispatch script: enqueues on the shared pool, the rest on the thread's connection."""
-        if command == "enqueue":  # producers' threads too, which come and go (`redis_connections`)
-            return self._dispatch(command)(queue_name, *args)  # type: ignore[no-untyped-call]
-        # The arguments of Dramatiq's own `_dispatch`, with the connection given.
+        """Dramatiq's dispatch script, with the arguments of its own `_dispatch`, on a stack connection."""
         arguments = [
             command,
             current_millis(),
@@ -131,10 +128,10 @@ class HoldingRedisBroker(RedisBroker):
             self._max_unpack_size(),  # type: ignore[no-untyped-call]
             *args,
         ]
-        return self.scripts["dispatch"](keys=[self.namespace], args=arguments, client=self._connections.client())
+        return self._connections.run(self.scripts["dispatch"], keys=[self.namespace], args=arguments)
 
     def _script(self, name: str, *args: Any) -> Any:
-        return self._lua[name](args=[self.namespace, *args], client=self._connections.client())
+        return self._connections.run(self._lua[name], keys=[], args=[self.namespace, *args])
 
     # -- what this process holds --------------------------------------------------------------------
 
