@@ -1,4 +1,4 @@
-"""One Redis connection per thread for deliveries (`runtime.redis_connections`), against a real redis-server."""
+"""The broker's stack of Redis connections (`runtime.redis_connections`), against a real redis-server."""
 
 from __future__ import annotations
 
